@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test project of Tunnel.sln and ends with one line "N passed, N failed".
+# Usage: scripts/test.sh [extra dotnet test args, e.g. --filter "Category!=Long"]
+# Tests that need root (network namespaces, TUN) skip themselves loudly when not root.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+filter=("--filter" "Category!=Long")
+if [ "${TUNNEL_LONG_TESTS:-0}" = "1" ]; then filter=(); fi
+if [ "$(id -u)" != "0" ]; then
+  echo "!!! NOT ROOT: tests that need network namespaces, TUN devices or wireguard-go will be SKIPPED !!!" >&2
+fi
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+dotnet build Tunnel.sln -c Release -nologo -v q 2>&1 | tail -n 20
+build_rc=${PIPESTATUS[0]}
+if [ "$build_rc" != "0" ]; then
+  echo "build failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+dotnet test Tunnel.sln -c Release --no-build -nologo "${filter[@]}" "$@" 2>&1 | tee "$log"
+test_rc=${PIPESTATUS[0]}
+passed=0; failed=0; skipped=0
+while read -r line; do
+  f=$(sed -nE 's/.*Failed: *([0-9]+),.*/\1/p' <<<"$line")
+  p=$(sed -nE 's/.*Passed: *([0-9]+),.*/\1/p' <<<"$line")
+  s=$(sed -nE 's/.*Skipped: *([0-9]+),.*/\1/p' <<<"$line")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${s:-0}))
+done < <(grep -E '^(Passed|Failed)! +- Failed:' "$log")
+if [ "$test_rc" != "0" ] && [ "$failed" = "0" ]; then failed=1; fi
+if [ "$skipped" != "0" ]; then echo "($skipped skipped: see SKIP lines above)"; fi
+echo "$passed passed, $failed failed"
+[ "$failed" = "0" ]
