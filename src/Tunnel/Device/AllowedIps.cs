@@ -207,6 +207,59 @@ public sealed class AllowedIps<TPeer> where TPeer : class
         }
     }
 
+    /// <summary>True when neither family has a node: what removing every prefix must leave (tests).</summary>
+    internal bool IsEmpty
+    {
+        get
+        {
+            lock (_writeLock)
+                return _root4 is null && _root6 is null;
+        }
+    }
+
+    /// <summary>
+    /// Checks the trie's shape (tests): host bits are zero, every child extends its parent's prefix
+    /// on the side its bit says, parent links match, every peerless node has two children, and the
+    /// per-peer lists hold exactly the owned nodes. Returns null when sound, else what is wrong.
+    /// </summary>
+    internal string? FindInvariantViolation()
+    {
+        lock (_writeLock)
+        {
+            int owned = 0;
+            string? problem = Check(_root4, null, 0, 32, ref owned) ?? Check(_root6, null, 0, 128, ref owned);
+            if (problem is not null)
+                return problem;
+            int listed = 0;
+            foreach (LinkedList<Node> list in _byPeer.Values)
+                listed += list.Count;
+            return listed == owned ? null : $"{owned} owned nodes but {listed} listed";
+        }
+    }
+
+    private string? Check(Node? node, Node? parent, int bit, byte bits, ref int owned)
+    {
+        if (node is null)
+            return null;
+        if (node.Bits != bits || node.Cidr > bits)
+            return $"node /{node.Cidr} has width {node.Bits}";
+        if ((node.Key & ~Mask(node.Cidr)) != 0)
+            return $"node /{node.Cidr} has host bits set";
+        if (!ReferenceEquals(node.Parent, parent) || (parent is not null && node.ParentBit != bit))
+            return $"node /{node.Cidr} has a wrong parent link";
+        if (parent is not null && (node.Cidr <= parent.Cidr || !Matches(parent, node.Key) || parent.Choose(node.Key) != bit))
+            return $"node /{node.Cidr} is not below its parent /{parent.Cidr} on side {bit}";
+        if (node.Peer is null && (node.Child[0] is null || node.Child[1] is null))
+            return $"peerless node /{node.Cidr} has fewer than two children";
+        if (node.Peer is not null)
+        {
+            owned++;
+            if (node.PeerEntry?.List is null || !_byPeer.TryGetValue(node.Peer, out var list) || node.PeerEntry.List != list)
+                return $"node /{node.Cidr} is missing from its peer's list";
+        }
+        return Check(node.Child[0], node, 0, bits, ref owned) ?? Check(node.Child[1], node, 1, bits, ref owned);
+    }
+
     private static bool TryReadPrefix(ReadOnlySpan<byte> address, int cidr, out UInt128 key, out byte bits)
     {
         key = default;
