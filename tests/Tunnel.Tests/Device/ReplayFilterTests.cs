@@ -269,30 +269,40 @@ public sealed class ReplayFilterTests
         }
     }
 
+    private enum StepKind { Move, Boundary, Top }
+
     private static Gen<ulong[]> CounterSequences()
     {
-        // Counters that cluster around a moving front, with occasional jumps of about one or more
-        // ring laps (8192) and visits near the top of the counter space.
-        Gen<long> step = Gen.Frequency(
-            (10, Gen.Choose(-70, 70).Select(x => (long)x)),
-            (4, Gen.Choose(-8300, 8300).Select(x => (long)x)),
-            (2, Gen.Choose(8100, 8300).Select(x => (long)x)),
-            (1, Gen.Choose(1, 40).Select(x => x * 8192L + 3)),
-            (1, Gen.Constant(long.MinValue))); // marker: jump near the top of the counter space
+        // Counters that cluster around a moving front, with jumps of about one or more ring laps
+        // (8192), probes at the window's edge (greatest - 8128 +/- 3) and visits near the top of
+        // the counter space.
+        Gen<(StepKind Kind, long Value)> step = Gen.Frequency(
+            (10, Gen.Choose(-70, 70).Select(x => (StepKind.Move, (long)x))),
+            (4, Gen.Choose(-8300, 8300).Select(x => (StepKind.Move, (long)x))),
+            (2, Gen.Choose(8100, 8300).Select(x => (StepKind.Move, (long)x))),
+            (1, Gen.Choose(1, 40).Select(x => (StepKind.Move, x * 8192L + 3))),
+            (4, Gen.Choose(-3, 3).Select(x => (StepKind.Boundary, (long)x))),
+            (1, Gen.Choose(0, 200).Select(x => (StepKind.Top, (long)x))));
         return Gen.Choose(0, 3000).SelectMany(start =>
             Gen.ListOf(step).Select(steps =>
             {
                 var result = new ulong[steps.Count];
                 ulong front = (ulong)start;
+                ulong greatest = front;
                 for (int i = 0; i < steps.Count; i++)
                 {
-                    if (steps[i] == long.MinValue)
-                        front = Reject - (ulong)(i % 200);
-                    else if (steps[i] < 0 && (ulong)(-steps[i]) > front)
-                        front = 0;
-                    else
-                        front = unchecked(front + (ulong)steps[i]);
-                    result[i] = front;
+                    (StepKind kind, long value) = steps[i];
+                    ulong counter = kind switch
+                    {
+                        StepKind.Top => Reject - (ulong)value,
+                        StepKind.Boundary => unchecked(greatest - Window + (ulong)value),
+                        _ when value < 0 && (ulong)(-value) > front => 0,
+                        _ => unchecked(front + (ulong)value),
+                    };
+                    if (kind != StepKind.Boundary)
+                        front = counter;
+                    greatest = Math.Max(greatest, counter < Reject ? counter : greatest);
+                    result[i] = counter;
                 }
                 return result;
             }));
