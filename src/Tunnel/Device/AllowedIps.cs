@@ -79,6 +79,9 @@ public sealed class AllowedIps<TPeer> where TPeer : class
         return address.TryWriteBytes(bytes, out int written) && Insert(bytes[..written], cidr, peer);
     }
 
+    /// <inheritdoc cref="Insert(ReadOnlySpan{byte}, int, TPeer)"/>
+    public bool Insert(IPNetwork prefix, TPeer peer) => Insert(prefix.BaseAddress, prefix.PrefixLength, peer);
+
     /// <summary>
     /// Removes exactly the prefix <paramref name="address"/>/<paramref name="cidr"/> (host bits masked),
     /// only if <paramref name="peer"/> owns it (as UAPI <c>allowed_ip=-...</c>). True if removed.
@@ -113,6 +116,9 @@ public sealed class AllowedIps<TPeer> where TPeer : class
         Span<byte> bytes = stackalloc byte[16];
         return address.TryWriteBytes(bytes, out int written) && Remove(bytes[..written], cidr, peer);
     }
+
+    /// <inheritdoc cref="Remove(ReadOnlySpan{byte}, int, TPeer)"/>
+    public bool Remove(IPNetwork prefix, TPeer peer) => Remove(prefix.BaseAddress, prefix.PrefixLength, peer);
 
     /// <summary>Removes every prefix of <paramref name="peer"/>.</summary>
     public void RemoveByPeer(TPeer peer)

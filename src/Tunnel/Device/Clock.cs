@@ -36,6 +36,9 @@ public sealed partial class SystemClock : IClock
         _useBoottime = OperatingSystem.IsLinux() && TryReadBoottime(out _);
     }
 
+    /// <summary>True when the monotonic clock is CLOCK_BOOTTIME (Linux), false when it is Stopwatch.</summary>
+    internal bool UsesBoottime => _useBoottime;
+
     public long MonotonicNanos =>
         _useBoottime && TryReadBoottime(out long nanos) ? nanos : StopwatchNanos();
 

@@ -160,6 +160,20 @@ public sealed class AllowedIpsTests
     }
 
     [Fact]
+    public void IPNetworkOverloads()
+    {
+        var p = new Peer("p");
+        var t = new AllowedIps<Peer>();
+        Assert.True(t.Insert(IPNetwork.Parse("192.168.7.0/24"), p));
+        Assert.True(t.Insert(IPNetwork.Parse("2001:db8::/32"), p));
+        Assert.Same(p, t.Lookup(V4(192, 168, 7, 9)));
+        Assert.Same(p, t.Lookup(V6(0x20010db8, 1, 2, 3)));
+        Assert.True(t.Remove(IPNetwork.Parse("192.168.7.0/24"), p));
+        Assert.False(t.Remove(IPNetwork.Parse("192.168.7.0/24"), p));
+        Assert.Equal(new[] { IPNetwork.Parse("2001:db8::/32") }, t.EntriesForPeer(p));
+    }
+
+    [Fact]
     public void InvalidInputIsRefusedWithoutChange()
     {
         var p = new Peer("p");

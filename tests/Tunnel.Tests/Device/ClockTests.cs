@@ -113,6 +113,21 @@ public sealed class ClockTests
     }
 
     [Fact]
+    public void SystemClockOnLinuxIsBoottime()
+    {
+        // CLOCK_BOOTTIME counts from boot, as /proc/uptime does; Stopwatch's CLOCK_MONOTONIC would
+        // fall behind it by any time spent suspended. A source check with a generous margin, not a
+        // timing.
+        if (!OperatingSystem.IsLinux())
+            Assert.Skip("CLOCK_BOOTTIME is Linux-only");
+        Assert.True(SystemClock.Instance.UsesBoottime, "SystemClock fell back to Stopwatch on Linux");
+        double uptime = double.Parse(File.ReadAllText("/proc/uptime").Split(' ')[0],
+            System.Globalization.CultureInfo.InvariantCulture);
+        double clock = SystemClock.Instance.MonotonicNanos / 1e9;
+        Assert.True(Math.Abs(clock - uptime) < 5, $"boottime {clock} s vs uptime {uptime} s");
+    }
+
+    [Fact]
     public void SystemClockReadDoesNotAllocate()
     {
         IClock clock = SystemClock.Instance;
