@@ -138,16 +138,17 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
             if (_thread is not null)
                 throw new InvalidOperationException($"{Name}: already started");
             _wake = new WakePipe();
-            _thread = new Thread(() => Watch(onFork, _wake)) { IsBackground = true, Name = "vmclock watch" };
+            ulong baseline = Read(); // read here, not on the thread, so a change right after Start is seen
+            _thread = new Thread(() => Watch(onFork, _wake, baseline)) { IsBackground = true, Name = "vmclock watch" };
             _thread.Start();
         }
     }
 
-    private void Watch(Action<ForkEvent> onFork, WakePipe wake)
+    private void Watch(Action<ForkEvent> onFork, WakePipe wake, ulong baseline)
     {
         int intervalMs = (int)Math.Max(1, _pollInterval.TotalMilliseconds);
         bool notifications = (Flags & VmClockAbi.FlagNotificationPresent) != 0;
-        ulong last = Read();
+        ulong last = baseline;
         byte* scratch = stackalloc byte[VmClockAbi.StructSize];
         while (!wake.IsSignalled)
         {
