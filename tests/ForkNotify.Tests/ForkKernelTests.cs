@@ -154,3 +154,51 @@ public sealed class ForkKernelTests
         Assert.Contains(logger.Entries, e => e.Exception is IOException);
     }
 }
+
+public sealed class ForkKernelStressTests
+{
+    [Fact]
+    public void Forks_concurrent_with_fills_and_captures_stay_consistent()
+    {
+        var kernel = new ForkKernel();
+        int chainCalls = 0;
+        ulong lastSeenByChain = 0;
+        bool outOfOrder = false;
+        kernel.Pm.Register(new NotifierBlock((b, a, d) =>
+        {
+            ulong g = kernel.Generation.Current;
+            if (g <= lastSeenByChain) outOfOrder = true; // each PostVmFork sees a newer generation
+            lastSeenByChain = g;
+            chainCalls++;
+            return NotifyResult.Ok;
+        }));
+        using var stop = new CancellationTokenSource();
+        var errors = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+        var workers = Enumerable.Range(0, 3).Select(i => new Thread(() =>
+        {
+            try
+            {
+                var buffer = new byte[48];
+                while (!stop.IsCancellationRequested)
+                {
+                    kernel.Random.Fill(buffer);
+                    if (i == 0) kernel.Capture().Random.Clear();
+                }
+            }
+            catch (Exception ex) { errors.Enqueue(ex); }
+        })).ToList();
+        workers.ForEach(t => t.Start());
+
+        const int forks = 500;
+        for (int n = 1; n <= forks; n++)
+            Assert.True(kernel.AddVmForkRandomness(BitConverter.GetBytes(n)));
+        stop.Cancel();
+        workers.ForEach(t => t.Join());
+
+        Assert.Empty(errors);
+        Assert.False(outOfOrder);
+        Assert.Equal(forks, chainCalls);
+        Assert.Equal((ulong)forks, kernel.Generation.Current);
+        Assert.True(kernel.Random.Reseeds >= forks); // at least one per fork
+    }
+}

@@ -102,17 +102,22 @@ public sealed class VmClockSourceTests
         var writer = new Thread(() =>
         {
             for (uint v = 1; v <= updates && !stop.IsCancellationRequested; v++)
+            {
                 page.TornUpdate(v);
+                Thread.SpinWait(50); // a stable window between updates, as a real hypervisor leaves
+            }
         });
         writer.Start();
 
         long good = 0, wedged = 0, torn = 0;
+        var distinct = new HashSet<ulong>();
         ulong previous = 0;
         bool backwards = false;
         while (writer.IsAlive)
         {
             if (!source.TryReadGeneration(out ulong g)) { wedged++; continue; }
             good++;
+            distinct.Add(g);
             if ((uint)g != (uint)(g >> 32)) torn++;
             if (g < previous) backwards = true;
             previous = g;
@@ -121,8 +126,38 @@ public sealed class VmClockSourceTests
 
         Assert.Equal(0, torn);
         Assert.False(backwards);
-        Assert.True(good > 1000, $"only {good} consistent reads ({wedged} gave up)");
+        // the reader really ran alongside the writer (a one-core scheduler could starve it, hence a low bar)
+        Assert.True(distinct.Count >= 20, $"only {distinct.Count} distinct values in {good} consistent reads ({wedged} gave up)");
         Assert.Equal(((ulong)updates << 32) | updates, source.Read());
+    }
+
+    /// <summary>
+    /// Negative control for the stress test above: a reader that ignores the seqcount and loads the
+    /// two halves separately does see torn values from the same writer, so "0 torn" above means
+    /// something. Probabilistic (it needs the two threads to overlap), hence Long.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "Long")]
+    public unsafe void Negative_control_a_reader_without_the_seqcount_sees_torn_values()
+    {
+        using var tmp = new TempDir();
+        using var page = new VmClockPageFile(tmp.File("vmclock0"), GenFlags, 0);
+        using var reader = System.IO.MemoryMappedFiles.MemoryMappedFile.CreateFromFile(page.Path, FileMode.Open, null, 0, System.IO.MemoryMappedFiles.MemoryMappedFileAccess.Read);
+        using var view = reader.CreateViewAccessor(0, VmClockAbi.PageSize, System.IO.MemoryMappedFiles.MemoryMappedFileAccess.Read);
+        var writer = new Thread(() =>
+        {
+            for (uint v = 1; v <= 200_000; v++) { page.TornUpdate(v); Thread.SpinWait(50); }
+        });
+        writer.Start();
+        long torn = 0;
+        while (writer.IsAlive)
+        {
+            uint low = view.ReadUInt32(VmClockAbi.VmGenerationCounterOffset);
+            uint high = view.ReadUInt32(VmClockAbi.VmGenerationCounterOffset + 4);
+            if (low != high) torn++;
+        }
+        writer.Join();
+        Assert.True(torn > 0);
     }
 
     [Theory]

@@ -110,7 +110,10 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
         {
             uint before = Volatile.Read(ref seqCount); // acquire: the data loads stay after it
             if ((before & 1) != 0)
-                continue; // the hypervisor is mid-update
+            {
+                Thread.SpinWait(1); // cpu_relax(): the hypervisor is mid-update
+                continue;
+            }
             ulong f = Volatile.Read(ref *(ulong*)(page + VmClockAbi.FlagsOffset));
             ulong g = Volatile.Read(ref *(ulong*)(page + VmClockAbi.VmGenerationCounterOffset));
             Interlocked.MemoryBarrier(); // smp_rmb(): the data loads complete before seq_count is re-read
