@@ -24,8 +24,6 @@ internal static unsafe partial class LibC
     public const short POLLHUP = 0x010;
     public const short POLLNVAL = 0x020;
 
-    public const int SEEK_END = 2;
-
     public const int EINTR = 4;
     public const int EAGAIN = 11;
     public const int EPIPE = 32;
@@ -88,9 +86,6 @@ internal static unsafe partial class LibC
 
     [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
     public static partial nint Write(int fd, void* buffer, nuint count);
-
-    [LibraryImport(Lib, EntryPoint = "lseek", SetLastError = true)]
-    public static partial long LSeek(int fd, long offset, int whence);
 
     [LibraryImport(Lib, EntryPoint = "mmap", SetLastError = true)]
     public static partial nint MMap(nint address, nuint length, int protection, int flags, int fd, long offset);

@@ -29,6 +29,7 @@ public sealed unsafe class SysGenIdSource : IForkSource
     private ForkSourceAvailability? _availability;
     private WakePipe? _wake;
     private Thread? _thread;
+    private int _acknowledged;
 
     public SysGenIdSource(string path = "/dev/sysgenid", string? ackPath = null, ILogger? logger = null)
     {
@@ -41,7 +42,6 @@ public sealed unsafe class SysGenIdSource : IForkSource
 
     /// <summary>Number of generations acknowledged so far.</summary>
     public int Acknowledged => Volatile.Read(ref _acknowledged);
-    private int _acknowledged;
 
     public ForkSourceAvailability Probe()
     {

@@ -27,6 +27,8 @@ public sealed unsafe class UeventSource : IForkSource
     private ForkSourceAvailability? _availability;
     private WakePipe? _wake;
     private Thread? _thread;
+    private int _rejectedSenders;
+    private int _ignoredEvents;
 
     /// <param name="allowedSenderPortId">TEST OPTION: a non-kernel sender port id whose messages are
     /// accepted too. Leave null in production.</param>
@@ -40,11 +42,9 @@ public sealed unsafe class UeventSource : IForkSource
 
     /// <summary>Messages dropped because they came from a port other than the kernel's (or the allowed one).</summary>
     public int RejectedSenders => Volatile.Read(ref _rejectedSenders);
-    private int _rejectedSenders;
 
     /// <summary>Kernel uevents received that were not a vmgenid change.</summary>
     public int IgnoredEvents => Volatile.Read(ref _ignoredEvents);
-    private int _ignoredEvents;
 
     public ForkSourceAvailability Probe()
     {

@@ -22,11 +22,13 @@ internal sealed unsafe class WakePipe : IDisposable
     /// <summary>The fd to poll for <c>POLLIN</c>: readable once <see cref="Signal"/> was called.</summary>
     public int Fd => _readFd;
 
-    public bool IsSignalled { get; private set; }
+    private volatile bool _signalled;
+
+    public bool IsSignalled => _signalled;
 
     public void Signal()
     {
-        IsSignalled = true;
+        _signalled = true;
         byte one = 1;
         LibC.Write(_writeFd, &one, 1);
     }
