@@ -26,8 +26,8 @@ public sealed class GenerationWatcher : IDisposable
     public bool IsOutdated => HandledGeneration != _owner.CurrentGeneration;
 
     /// <summary>
-    /// Records that this watcher has handled <paramref name="generation"/>. Refused (false) for a
-    /// generation newer than the current one or older than one already acknowledged.
+    /// Records that this watcher has handled <paramref name="generation"/>. Refused (false) unless
+    /// it is the current generation, as SysGenID refuses a stale acknowledgement.
     /// </summary>
     public bool Acknowledge(ulong generation) => _owner.Acknowledge(this, generation);
 

@@ -106,8 +106,9 @@ public sealed class GenerationWatchers
     {
         lock (_lock)
         {
-            // A watcher cannot have handled a generation that does not exist yet, nor go backwards.
-            if (generation > _generation.Read() || generation < watcher.HandledGeneration)
+            // As sysgenid_write(): only the current generation can be acknowledged (-EINVAL
+            // otherwise), so a watcher that fell behind again must handle the newer one first.
+            if (generation != _generation.Read())
                 return false;
             watcher.SetHandled(generation);
             Monitor.PulseAll(_lock);

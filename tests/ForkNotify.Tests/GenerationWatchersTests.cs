@@ -25,7 +25,7 @@ public sealed class GenerationWatchersTests
     }
 
     [Fact]
-    public void Acknowledging_a_future_or_older_generation_is_refused()
+    public void Only_the_current_generation_can_be_acknowledged()
     {
         var gen = new VmGeneration();
         var watchers = new GenerationWatchers(gen);
@@ -33,10 +33,11 @@ public sealed class GenerationWatchersTests
         Assert.False(w.Acknowledge(1)); // does not exist yet
         gen.Advance();
         gen.Advance();
-        Assert.True(w.Acknowledge(1)); // handled an older one: accepted, still outdated
+        Assert.False(w.Acknowledge(1)); // stale: sysgenid_write() says -EINVAL
+        Assert.Equal(0UL, w.HandledGeneration);
         Assert.Equal(1, watchers.OutdatedCount);
-        Assert.False(w.Acknowledge(0)); // backwards
         Assert.True(w.Acknowledge(2));
+        Assert.True(w.Acknowledge(2)); // repeating the current one is harmless
         Assert.Equal(0, watchers.OutdatedCount);
     }
 
