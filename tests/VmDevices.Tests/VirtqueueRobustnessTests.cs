@@ -174,8 +174,10 @@ public class VirtqueueRobustnessTests
         var g = new HostileGuest();
         g.WriteDescriptor(1, 0, ulong.MaxValue - 3, 8, Virtq.DescFlagWrite, 0);
         g.MakeAvailable(1, 0, head: 0, newIdx: 1);
-        g.Device.SignalEntropyLeak(TimeSpan.Zero);
+        Assert.Equal(-1, g.Device.SignalEntropyLeak(TimeSpan.Zero));
         g.AssertRefused(VirtqError.OutOfGuestMemory);
+        Assert.Equal(VirtioRngDevice.LeakQueue1, g.Device.ActiveLeakQueue);
+        Assert.Equal(0, g.Device.LeakEvents);
     }
 
     [Fact]

@@ -63,6 +63,8 @@ public sealed class VirtioRngDevice : VirtioMmioDevice
             return -1;
         int queue = ActiveLeakQueue;
         int completed = CompleteAll(queue);
+        if (IsBroken)
+            return -1; // a bad chain in the leak queue: refused, reported, nothing swapped
         LeakEvents++;
         if (completed == 0)
             LeakEventsWithoutRequest++;
