@@ -80,7 +80,7 @@ public class SchedulerTests
         using var done = new ManualResetEventSlim();
         s.Schedule(TimeSpan.Zero, () => throw new InvalidOperationException("boom"));
         s.Schedule(TimeSpan.FromMilliseconds(10), done.Set);
-        Assert.True(done.Wait(TimeSpan.FromSeconds(10)));
+        Assert.True(done.Wait(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken));
         Assert.IsType<InvalidOperationException>(failure);
     }
 
