@@ -57,9 +57,12 @@ public sealed class ForkSafeRandom : IRandomGenerator, IDisposable
     }
 
     /// <summary>A generator seeded with 32 bytes of OS entropy.</summary>
-    public ForkSafeRandom(VmGeneration generation)
-        : this(generation, OsSeed(), null)
+    public ForkSafeRandom(VmGeneration generation, IRandomGenerator? entropy = null)
     {
+        _generation = generation ?? throw new ArgumentNullException(nameof(generation));
+        _entropy = entropy ?? OsRandomGenerator.Instance;
+        OsRandomGenerator.Instance.Fill(_key);
+        _generationSeen = generation.Current;
     }
 
     /// <summary>
@@ -191,12 +194,5 @@ public sealed class ForkSafeRandom : IRandomGenerator, IDisposable
         CryptographicOperations.ZeroMemory(_output);
         _position = OutputPerBatch;
         Reseeds++;
-    }
-
-    private static byte[] OsSeed()
-    {
-        var seed = new byte[32];
-        OsRandomGenerator.Instance.Fill(seed);
-        return seed;
     }
 }
