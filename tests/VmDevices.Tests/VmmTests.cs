@@ -149,6 +149,30 @@ public class VmmTests
     }
 
     [Fact]
+    public void Lost_notification_leaves_only_the_pull_counter_to_see_the_fork()
+    {
+        using var vmm = Vmm.CreateDeterministic(9);
+        var created = new List<TickWorkload>();
+        var parent = vmm.Boot(Config(created) with { VirtioRng = false });
+        var clone = vmm.Restore(vmm.Snapshot(parent), new RestoreOptions { DeliverVmGenIdNotify = false });
+        vmm.RunUntilIdle();
+        Assert.Empty(created[1].PostVmForkAt);
+        Assert.Equal(0, clone.VmGenIdDriver!.ForksHandled);
+        Assert.Equal(1UL, clone.Context.VmGenIdCounter!.Read());
+        Assert.Equal(parent.Kernel.Generation.Current, clone.Kernel.Generation.Current);
+    }
+
+    [Fact]
+    public void Delays_beyond_the_end_of_time_do_not_overflow()
+    {
+        var s = new DeterministicScheduler(1);
+        s.RunFor(TimeSpan.FromSeconds(1));
+        var ev = s.Schedule(TimeSpan.MaxValue, () => { });
+        Assert.Equal(TimeSpan.MaxValue, ev.Due);
+        Assert.Equal(TimeSpan.FromSeconds(1), s.Schedule(TimeSpan.FromSeconds(-5), () => { }).Due);
+    }
+
+    [Fact]
     public void A_clone_of_a_clone_forks_again()
     {
         using var vmm = Vmm.CreateDeterministic(11);

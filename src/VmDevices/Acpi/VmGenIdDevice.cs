@@ -103,7 +103,9 @@ public sealed class VmGenIdDevice : IAcpiDevice
     /// before the guest resumes, then raises Notify(0x80), handled after <paramref name="notifyLatency"/>.
     /// QEMU notifies even when the ID is unchanged; the guest driver's memcmp ignores that.
     /// </summary>
-    public void PostLoad(ReadOnlySpan<byte> newId, TimeSpan notifyLatency)
+    /// <param name="notify">False models a lost notification (a negative control for the push
+    /// model): memory and counter still change.</param>
+    public void PostLoad(ReadOnlySpan<byte> newId, TimeSpan notifyLatency, bool notify = true)
     {
         if (newId.Length != IdSize)
             throw new ArgumentException("a VM generation ID is 16 bytes", nameof(newId));
@@ -112,8 +114,10 @@ public sealed class VmGenIdDevice : IAcpiDevice
         if (changed)
             Counter++;
         WriteGuestCopy();
-        _trace?.Record("vmgenid", $"post-load: id {Convert.ToHexString(_id)}{(changed ? "" : " (unchanged)")}, counter {Counter}, notify in {notifyLatency.Ticks}");
-        NotifyLine.Raise(NotifyStatusChange, notifyLatency);
+        _trace?.Record("vmgenid", $"post-load: id {Convert.ToHexString(_id)}{(changed ? "" : " (unchanged)")}, counter {Counter}, "
+                                  + (notify ? $"notify in {notifyLatency.Ticks}" : "no notify"));
+        if (notify)
+            NotifyLine.Raise(NotifyStatusChange, notifyLatency);
     }
 
     /// <summary>A notification without a new ID (allowed by the spec; the driver must ignore it).</summary>

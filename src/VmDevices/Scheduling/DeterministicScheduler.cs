@@ -27,9 +27,7 @@ public sealed class DeterministicScheduler : IScheduler
     public ScheduledEvent Schedule(TimeSpan delay, Action action)
     {
         ArgumentNullException.ThrowIfNull(action);
-        if (delay < TimeSpan.Zero)
-            delay = TimeSpan.Zero;
-        var ev = new ScheduledEvent(Now + delay, action);
+        var ev = new ScheduledEvent(Deadline.After(Now, delay), action);
         _queue.Enqueue(ev, (ev.Due.Ticks, _ties.Next(), _sequence++));
         return ev;
     }

@@ -30,9 +30,7 @@ public sealed class RealTimeScheduler : IScheduler, IDisposable
     public ScheduledEvent Schedule(TimeSpan delay, Action action)
     {
         ArgumentNullException.ThrowIfNull(action);
-        if (delay < TimeSpan.Zero)
-            delay = TimeSpan.Zero;
-        var ev = new ScheduledEvent(Now + delay, action);
+        var ev = new ScheduledEvent(Deadline.After(Now, delay), action);
         lock (_queue)
         {
             _queue.Enqueue(ev, (ev.Due.Ticks, _sequence++));

@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+
 namespace VmDevices;
 
 /// <summary>
@@ -104,10 +106,10 @@ internal sealed class DeviceVirtqueue
                 return Fail(VirtqError.DescriptorLoop, $"chain from head {head} is longer than the queue", out detail);
             if (!_memory.TryRead(Addresses.DescriptorTable + Virtq.DescriptorSize * index, raw, _source))
                 return Fail(VirtqError.OutOfGuestMemory, "descriptor table", out detail);
-            ulong addr = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(raw);
-            uint len = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(raw[(int)Virtq.DescLen..]);
-            ushort flags = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(raw[(int)Virtq.DescFlags..]);
-            ushort next = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(raw[(int)Virtq.DescNext..]);
+            ulong addr = BinaryPrimitives.ReadUInt64LittleEndian(raw);
+            uint len = BinaryPrimitives.ReadUInt32LittleEndian(raw[(int)Virtq.DescLen..]);
+            ushort flags = BinaryPrimitives.ReadUInt16LittleEndian(raw[(int)Virtq.DescFlags..]);
+            ushort next = BinaryPrimitives.ReadUInt16LittleEndian(raw[(int)Virtq.DescNext..]);
             if ((flags & Virtq.DescFlagIndirect) != 0)
                 return Fail(VirtqError.IndirectNotNegotiated, $"descriptor {index}", out detail);
             bool writable = (flags & Virtq.DescFlagWrite) != 0;

@@ -85,7 +85,7 @@ public sealed class VirtioRngDriver
 
         ushort size = Math.Min(queueSize, _device.QueueNumMax);
         int queueCount = LeakNegotiated ? 3 : 1;
-        var layout = new VirtioRngDriverLayout { EntropyBuffer = heap.Allocate(EntropyBufferSize, 8) };
+        ulong entropyBuffer = heap.Allocate(EntropyBufferSize, 8);
         var rings = new VirtqAddresses[queueCount];
         for (int q = 0; q < queueCount; q++)
         {
@@ -93,19 +93,22 @@ public sealed class VirtioRngDriver
                 return Abandon($"queue {q} set-up failed");
             rings[q] = a;
         }
+        var layout = new VirtioRngDriverLayout { Rings = rings, EntropyBuffer = entropyBuffer };
         if (LeakNegotiated)
         {
-            // The generation word gets a page of its own: in Linux it is what user space mmaps.
-            layout.GenerationWord = heap.Allocate(PageSize, PageSize);
-            layout.NextGeneration1 = heap.Allocate(8, 8);
-            layout.NextGeneration2 = heap.Allocate(8, 8);
-            layout.FillBuffer1 = heap.Allocate(FillOnLeakSize, 8);
-            layout.FillBuffer2 = heap.Allocate(FillOnLeakSize, 8);
+            layout = layout with
+            {
+                // The generation word gets a page of its own: in Linux it is what user space mmaps.
+                GenerationWord = heap.Allocate(PageSize, PageSize),
+                NextGeneration1 = heap.Allocate(8, 8),
+                NextGeneration2 = heap.Allocate(8, 8),
+                FillBuffer1 = heap.Allocate(FillOnLeakSize, 8),
+                FillBuffer2 = heap.Allocate(FillOnLeakSize, 8),
+            };
         }
         if (layout.HasNullAllocation(LeakNegotiated))
             return Abandon("guest heap exhausted");
         _layout = layout;
-        _layout.Rings = rings;
         for (int q = 0; q < queueCount; q++)
             _queues[q] = new DriverVirtqueue(_memory, rings[q], $"{_name} vq{q}");
         _queues[0]!.SuppressInterrupts(true);
@@ -237,7 +240,7 @@ public sealed class VirtioRngDriver
         LeakEventsHandled = s.LeakEventsHandled;
         _layout = s.Layout;
         for (int q = 0; q < _queues.Length; q++)
-            _queues[q] = s.Queues[q] is { } qs && q < _layout.Rings.Length
+            _queues[q] = s.Queues[q] is { } qs && q < _layout.Rings.Count
                 ? DriverVirtqueue.Restore(_memory, _layout.Rings[q], qs, $"{_name} vq{q}")
                 : null;
         LeakGeneration = LeakNegotiated ? GuestCounterWord.Map64(_memory, _layout.GenerationWord) : null;
@@ -249,13 +252,13 @@ public sealed class VirtioRngDriver
 /// <summary>Guest-physical addresses the driver allocated at probe.</summary>
 public sealed record VirtioRngDriverLayout
 {
-    public VirtqAddresses[] Rings { get; set; } = [];
-    public ulong EntropyBuffer { get; set; }
-    public ulong GenerationWord { get; set; }
-    public ulong NextGeneration1 { get; set; }
-    public ulong NextGeneration2 { get; set; }
-    public ulong FillBuffer1 { get; set; }
-    public ulong FillBuffer2 { get; set; }
+    public IReadOnlyList<VirtqAddresses> Rings { get; init; } = [];
+    public ulong EntropyBuffer { get; init; }
+    public ulong GenerationWord { get; init; }
+    public ulong NextGeneration1 { get; init; }
+    public ulong NextGeneration2 { get; init; }
+    public ulong FillBuffer1 { get; init; }
+    public ulong FillBuffer2 { get; init; }
 
     internal bool HasNullAllocation(bool leak) =>
         EntropyBuffer == 0 || (leak && (GenerationWord == 0 || NextGeneration1 == 0 || NextGeneration2 == 0

@@ -118,7 +118,7 @@ public sealed class Guest
             _workloads.Add(w);
         }
         Trace.Record(Name, $"restored from {s.SourceName}");
-        VmGenId?.PostLoad(newVmId, options.VmGenIdNotifyDelay);
+        VmGenId?.PostLoad(newVmId, options.VmGenIdNotifyDelay, options.DeliverVmGenIdNotify);
         if (options.SignalEntropyLeak)
             Rng?.SignalEntropyLeak(options.LeakInterruptDelay);
         Resume();

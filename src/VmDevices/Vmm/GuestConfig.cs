@@ -57,6 +57,10 @@ public sealed record RestoreOptions
     /// <summary>Restore with the snapshot's ID (QEMU without guid=auto): the notify is then spurious.</summary>
     public bool KeepVmGenerationId { get; init; }
 
+    /// <summary>False: vmgenid writes the new ID and counter but never notifies (a lost
+    /// notification; only the pull counters can then see the fork).</summary>
+    public bool DeliverVmGenIdNotify { get; init; } = true;
+
     /// <summary>Signal the virtio-rng entropy leak on load (post_load).</summary>
     public bool SignalEntropyLeak { get; init; } = true;
 }
