@@ -86,11 +86,18 @@ public sealed class VirtioRngDriver
         ushort size = Math.Min(queueSize, _device.QueueNumMax);
         int queueCount = LeakNegotiated ? 3 : 1;
         ulong entropyBuffer = heap.Allocate(EntropyBufferSize, 8);
+        if (!Virtq.IsValidSize(size))
+            return Abandon($"queue size {size} is not a power of two");
         var rings = new VirtqAddresses[queueCount];
+        var queues = new DriverVirtqueue[queueCount];
         for (int q = 0; q < queueCount; q++)
         {
-            if (DriverVirtqueue.Allocate(heap, size) is not { } a || !_device.ConfigureQueue(q, a))
-                return Abandon($"queue {q} set-up failed");
+            if (DriverVirtqueue.Allocate(heap, size) is not { } a)
+                return Abandon("guest heap exhausted");
+            // Rings are initialised (zeroed) before the device is told where they are.
+            queues[q] = new DriverVirtqueue(_memory, a, $"{_name} vq{q}");
+            if (!_device.ConfigureQueue(q, a))
+                return Abandon($"queue {q} set-up refused");
             rings[q] = a;
         }
         var layout = new VirtioRngDriverLayout { Rings = rings, EntropyBuffer = entropyBuffer };
@@ -109,8 +116,7 @@ public sealed class VirtioRngDriver
         if (layout.HasNullAllocation(LeakNegotiated))
             return Abandon("guest heap exhausted");
         _layout = layout;
-        for (int q = 0; q < queueCount; q++)
-            _queues[q] = new DriverVirtqueue(_memory, rings[q], $"{_name} vq{q}");
+        queues.CopyTo(_queues, 0);
         _queues[0]!.SuppressInterrupts(true);
 
         _device.WriteStatus(status | VirtioStatus.DriverOk);
@@ -184,15 +190,19 @@ public sealed class VirtioRngDriver
         LeakEventsHandled++;
         _activeLeakQueue = other;
         _trace?.Record(_name, $"leak on leakq.{active}: generation word {LeakGeneration?.Read()}, re-arming on leakq.{other}");
+        Span<byte> bytes = stackalloc byte[FillOnLeakSize];
         if (filled)
         {
-            Span<byte> bytes = stackalloc byte[FillOnLeakSize];
             _memory.TryRead(FillBuffer(active), bytes, _name);
-            _kernel.AddVmForkRandomness(bytes);
-            System.Security.Cryptography.CryptographicOperations.ZeroMemory(bytes);
             _memory.TryClear(FillBuffer(active), FillOnLeakSize, _name);
         }
+        // Re-arm first: until then a further leak would find nothing to complete.
         Arm(other);
+        if (filled)
+        {
+            _kernel.AddVmForkRandomness(bytes);
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(bytes);
+        }
     }
 
     private void ReapQuietly(int queue)
