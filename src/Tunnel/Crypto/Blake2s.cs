@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Security.Cryptography;
 
 namespace Tunnel.Crypto;
@@ -130,23 +132,49 @@ public unsafe struct Blake2s
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void G(ref uint a, ref uint b, ref uint c, ref uint d, uint x, uint y)
-    {
-        a += b + x; d = uint.RotateRight(d ^ a, 16);
-        c += d;     b = uint.RotateRight(b ^ c, 12);
-        a += b + y; d = uint.RotateRight(d ^ a, 8);
-        c += d;     b = uint.RotateRight(b ^ c, 7);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static uint Load(ref byte block, int word)
     {
         uint v = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref block, 4 * word));
         return BitConverter.IsLittleEndian ? v : BinaryPrimitives.ReverseEndianness(v);
     }
 
-    /// <summary>The compression function F (RFC 7693 section 3.2), rounds unrolled with the message
-    /// schedule written out so that no array is indexed inside the loop.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<uint> RotateRight(Vector128<uint> x, [ConstantExpected] int n) =>
+        Vector128.ShiftRightLogical(x, n) | Vector128.ShiftLeft(x, 32 - n);
+
+    /// <summary>G on four columns (or diagonals) at once: each row of the 4x4 state is one vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void G(ref Vector128<uint> a, ref Vector128<uint> b, ref Vector128<uint> c, ref Vector128<uint> d,
+        Vector128<uint> x, Vector128<uint> y)
+    {
+        a += b + x; d = RotateRight(d ^ a, 16);
+        c += d;     b = RotateRight(b ^ c, 12);
+        a += b + y; d = RotateRight(d ^ a, 8);
+        c += d;     b = RotateRight(b ^ c, 7);
+    }
+
+    // Rotating rows 2, 3 and 4 left by 1, 2 and 3 lanes lines the diagonals up as columns.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Diagonalize(ref Vector128<uint> b, ref Vector128<uint> c, ref Vector128<uint> d)
+    {
+        b = Vector128.Shuffle(b, Vector128.Create(1u, 2, 3, 0));
+        c = Vector128.Shuffle(c, Vector128.Create(2u, 3, 0, 1));
+        d = Vector128.Shuffle(d, Vector128.Create(3u, 0, 1, 2));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Undiagonalize(ref Vector128<uint> b, ref Vector128<uint> c, ref Vector128<uint> d)
+    {
+        b = Vector128.Shuffle(b, Vector128.Create(3u, 0, 1, 2));
+        c = Vector128.Shuffle(c, Vector128.Create(2u, 3, 0, 1));
+        d = Vector128.Shuffle(d, Vector128.Create(1u, 2, 3, 0));
+    }
+
+    /// <summary>
+    /// The compression function F (RFC 7693 section 3.2). The 4x4 working state is kept as four
+    /// 128-bit rows, so G runs on four columns, then four diagonals, at once; the ten rounds are
+    /// unrolled with the message schedule written out, so no array is indexed in the loop.
+    /// </summary>
     [SkipLocalsInit]
     private void Compress(ReadOnlySpan<byte> block, bool last)
     {
@@ -156,108 +184,65 @@ public unsafe struct Blake2s
         uint m8 = Load(ref p, 8), m9 = Load(ref p, 9), m10 = Load(ref p, 10), m11 = Load(ref p, 11);
         uint m12 = Load(ref p, 12), m13 = Load(ref p, 13), m14 = Load(ref p, 14), m15 = Load(ref p, 15);
 
-        fixed (uint* h = _h)
-        {
-            uint v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3], v4 = h[4], v5 = h[5], v6 = h[6], v7 = h[7];
-            uint v8 = IV0, v9 = IV1, v10 = IV2, v11 = IV3;
-            uint v12 = IV4 ^ (uint)_counter;
-            uint v13 = IV5 ^ (uint)(_counter >> 32);
-            uint v14 = last ? ~IV6 : IV6;
-            uint v15 = IV7;
+        ref Vector128<uint> h = ref Unsafe.As<uint, Vector128<uint>>(ref _h[0]);
+        Vector128<uint> h0 = h, h1 = Unsafe.Add(ref h, 1);
+        Vector128<uint> a = h0, b = h1;
+        Vector128<uint> c = Vector128.Create(IV0, IV1, IV2, IV3);
+        Vector128<uint> d = Vector128.Create(IV4, IV5, IV6, IV7) ^
+            Vector128.Create((uint)_counter, (uint)(_counter >> 32), last ? uint.MaxValue : 0u, 0u);
 
-            // round 0
-            G(ref v0, ref v4, ref v8, ref v12, m0, m1);
-            G(ref v1, ref v5, ref v9, ref v13, m2, m3);
-            G(ref v2, ref v6, ref v10, ref v14, m4, m5);
-            G(ref v3, ref v7, ref v11, ref v15, m6, m7);
-            G(ref v0, ref v5, ref v10, ref v15, m8, m9);
-            G(ref v1, ref v6, ref v11, ref v12, m10, m11);
-            G(ref v2, ref v7, ref v8, ref v13, m12, m13);
-            G(ref v3, ref v4, ref v9, ref v14, m14, m15);
-            // round 1
-            G(ref v0, ref v4, ref v8, ref v12, m14, m10);
-            G(ref v1, ref v5, ref v9, ref v13, m4, m8);
-            G(ref v2, ref v6, ref v10, ref v14, m9, m15);
-            G(ref v3, ref v7, ref v11, ref v15, m13, m6);
-            G(ref v0, ref v5, ref v10, ref v15, m1, m12);
-            G(ref v1, ref v6, ref v11, ref v12, m0, m2);
-            G(ref v2, ref v7, ref v8, ref v13, m11, m7);
-            G(ref v3, ref v4, ref v9, ref v14, m5, m3);
-            // round 2
-            G(ref v0, ref v4, ref v8, ref v12, m11, m8);
-            G(ref v1, ref v5, ref v9, ref v13, m12, m0);
-            G(ref v2, ref v6, ref v10, ref v14, m5, m2);
-            G(ref v3, ref v7, ref v11, ref v15, m15, m13);
-            G(ref v0, ref v5, ref v10, ref v15, m10, m14);
-            G(ref v1, ref v6, ref v11, ref v12, m3, m6);
-            G(ref v2, ref v7, ref v8, ref v13, m7, m1);
-            G(ref v3, ref v4, ref v9, ref v14, m9, m4);
-            // round 3
-            G(ref v0, ref v4, ref v8, ref v12, m7, m9);
-            G(ref v1, ref v5, ref v9, ref v13, m3, m1);
-            G(ref v2, ref v6, ref v10, ref v14, m13, m12);
-            G(ref v3, ref v7, ref v11, ref v15, m11, m14);
-            G(ref v0, ref v5, ref v10, ref v15, m2, m6);
-            G(ref v1, ref v6, ref v11, ref v12, m5, m10);
-            G(ref v2, ref v7, ref v8, ref v13, m4, m0);
-            G(ref v3, ref v4, ref v9, ref v14, m15, m8);
-            // round 4
-            G(ref v0, ref v4, ref v8, ref v12, m9, m0);
-            G(ref v1, ref v5, ref v9, ref v13, m5, m7);
-            G(ref v2, ref v6, ref v10, ref v14, m2, m4);
-            G(ref v3, ref v7, ref v11, ref v15, m10, m15);
-            G(ref v0, ref v5, ref v10, ref v15, m14, m1);
-            G(ref v1, ref v6, ref v11, ref v12, m11, m12);
-            G(ref v2, ref v7, ref v8, ref v13, m6, m8);
-            G(ref v3, ref v4, ref v9, ref v14, m3, m13);
-            // round 5
-            G(ref v0, ref v4, ref v8, ref v12, m2, m12);
-            G(ref v1, ref v5, ref v9, ref v13, m6, m10);
-            G(ref v2, ref v6, ref v10, ref v14, m0, m11);
-            G(ref v3, ref v7, ref v11, ref v15, m8, m3);
-            G(ref v0, ref v5, ref v10, ref v15, m4, m13);
-            G(ref v1, ref v6, ref v11, ref v12, m7, m5);
-            G(ref v2, ref v7, ref v8, ref v13, m15, m14);
-            G(ref v3, ref v4, ref v9, ref v14, m1, m9);
-            // round 6
-            G(ref v0, ref v4, ref v8, ref v12, m12, m5);
-            G(ref v1, ref v5, ref v9, ref v13, m1, m15);
-            G(ref v2, ref v6, ref v10, ref v14, m14, m13);
-            G(ref v3, ref v7, ref v11, ref v15, m4, m10);
-            G(ref v0, ref v5, ref v10, ref v15, m0, m7);
-            G(ref v1, ref v6, ref v11, ref v12, m6, m3);
-            G(ref v2, ref v7, ref v8, ref v13, m9, m2);
-            G(ref v3, ref v4, ref v9, ref v14, m8, m11);
-            // round 7
-            G(ref v0, ref v4, ref v8, ref v12, m13, m11);
-            G(ref v1, ref v5, ref v9, ref v13, m7, m14);
-            G(ref v2, ref v6, ref v10, ref v14, m12, m1);
-            G(ref v3, ref v7, ref v11, ref v15, m3, m9);
-            G(ref v0, ref v5, ref v10, ref v15, m5, m0);
-            G(ref v1, ref v6, ref v11, ref v12, m15, m4);
-            G(ref v2, ref v7, ref v8, ref v13, m8, m6);
-            G(ref v3, ref v4, ref v9, ref v14, m2, m10);
-            // round 8
-            G(ref v0, ref v4, ref v8, ref v12, m6, m15);
-            G(ref v1, ref v5, ref v9, ref v13, m14, m9);
-            G(ref v2, ref v6, ref v10, ref v14, m11, m3);
-            G(ref v3, ref v7, ref v11, ref v15, m0, m8);
-            G(ref v0, ref v5, ref v10, ref v15, m12, m2);
-            G(ref v1, ref v6, ref v11, ref v12, m13, m7);
-            G(ref v2, ref v7, ref v8, ref v13, m1, m4);
-            G(ref v3, ref v4, ref v9, ref v14, m10, m5);
-            // round 9
-            G(ref v0, ref v4, ref v8, ref v12, m10, m2);
-            G(ref v1, ref v5, ref v9, ref v13, m8, m4);
-            G(ref v2, ref v6, ref v10, ref v14, m7, m6);
-            G(ref v3, ref v7, ref v11, ref v15, m1, m5);
-            G(ref v0, ref v5, ref v10, ref v15, m15, m11);
-            G(ref v1, ref v6, ref v11, ref v12, m9, m14);
-            G(ref v2, ref v7, ref v8, ref v13, m3, m12);
-            G(ref v3, ref v4, ref v9, ref v14, m13, m0);
+        // round 0
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m0, m2, m4, m6), Vector128.Create(m1, m3, m5, m7));
+        Diagonalize(ref b, ref c, ref d);
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m8, m10, m12, m14), Vector128.Create(m9, m11, m13, m15));
+        Undiagonalize(ref b, ref c, ref d);
+        // round 1
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m14, m4, m9, m13), Vector128.Create(m10, m8, m15, m6));
+        Diagonalize(ref b, ref c, ref d);
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m1, m0, m11, m5), Vector128.Create(m12, m2, m7, m3));
+        Undiagonalize(ref b, ref c, ref d);
+        // round 2
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m11, m12, m5, m15), Vector128.Create(m8, m0, m2, m13));
+        Diagonalize(ref b, ref c, ref d);
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m10, m3, m7, m9), Vector128.Create(m14, m6, m1, m4));
+        Undiagonalize(ref b, ref c, ref d);
+        // round 3
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m7, m3, m13, m11), Vector128.Create(m9, m1, m12, m14));
+        Diagonalize(ref b, ref c, ref d);
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m2, m5, m4, m15), Vector128.Create(m6, m10, m0, m8));
+        Undiagonalize(ref b, ref c, ref d);
+        // round 4
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m9, m5, m2, m10), Vector128.Create(m0, m7, m4, m15));
+        Diagonalize(ref b, ref c, ref d);
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m14, m11, m6, m3), Vector128.Create(m1, m12, m8, m13));
+        Undiagonalize(ref b, ref c, ref d);
+        // round 5
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m2, m6, m0, m8), Vector128.Create(m12, m10, m11, m3));
+        Diagonalize(ref b, ref c, ref d);
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m4, m7, m15, m1), Vector128.Create(m13, m5, m14, m9));
+        Undiagonalize(ref b, ref c, ref d);
+        // round 6
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m12, m1, m14, m4), Vector128.Create(m5, m15, m13, m10));
+        Diagonalize(ref b, ref c, ref d);
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m0, m6, m9, m8), Vector128.Create(m7, m3, m2, m11));
+        Undiagonalize(ref b, ref c, ref d);
+        // round 7
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m13, m7, m12, m3), Vector128.Create(m11, m14, m1, m9));
+        Diagonalize(ref b, ref c, ref d);
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m5, m15, m8, m2), Vector128.Create(m0, m4, m6, m10));
+        Undiagonalize(ref b, ref c, ref d);
+        // round 8
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m6, m14, m11, m0), Vector128.Create(m15, m9, m3, m8));
+        Diagonalize(ref b, ref c, ref d);
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m12, m13, m1, m10), Vector128.Create(m2, m7, m4, m5));
+        Undiagonalize(ref b, ref c, ref d);
+        // round 9
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m10, m8, m7, m1), Vector128.Create(m2, m4, m6, m5));
+        Diagonalize(ref b, ref c, ref d);
+        G(ref a, ref b, ref c, ref d, Vector128.Create(m15, m9, m3, m13), Vector128.Create(m11, m14, m12, m0));
+        Undiagonalize(ref b, ref c, ref d);
 
-            h[0] ^= v0 ^ v8; h[1] ^= v1 ^ v9; h[2] ^= v2 ^ v10; h[3] ^= v3 ^ v11;
-            h[4] ^= v4 ^ v12; h[5] ^= v5 ^ v13; h[6] ^= v6 ^ v14; h[7] ^= v7 ^ v15;
-        }
+        h = h0 ^ a ^ c;
+        Unsafe.Add(ref h, 1) = h1 ^ b ^ d;
     }
 }
