@@ -13,22 +13,6 @@ public enum HandshakeStage
     ResponseConsumed,
 }
 
-/// <summary>The device's own static key pair and the Noise construction it speaks.</summary>
-public sealed class StaticIdentity
-{
-    /// <param name="privateKey">Owned by the caller (the device), which disposes it.</param>
-    /// <param name="construction">WireGuard's unless a test runs a published Noise vector.</param>
-    public StaticIdentity(PrivateKey privateKey, NoiseConstruction? construction = null)
-    {
-        PrivateKey = privateKey;
-        Construction = construction ?? NoiseConstruction.WireGuard;
-    }
-
-    public PrivateKey PrivateKey { get; }
-    public PublicKey PublicKey => PrivateKey.PublicKey;
-    public NoiseConstruction Construction { get; }
-}
-
 /// <summary>Finds a peer's handshake by the static public key an initiation revealed.</summary>
 public interface IHandshakeLookup
 {
@@ -140,41 +124,4 @@ public sealed class Handshake : IDisposable
         // wireguard-go; a zero result (low-order peer key) disables handshakes with that peer.
         _staticStaticValid = Local.PrivateKey.TryAgree(RemoteStatic, _staticStatic.Span);
     }
-}
-
-/// <summary>
-/// The transport keys a completed handshake yields (Split), with the indexes that route packets to
-/// them. The keypair layer owns this object and disposes it (zeroing both keys) when the session ends.
-/// </summary>
-public sealed class SessionKeys : IDisposable
-{
-    internal SessionKeys(ReadOnlySpan<byte> send, ReadOnlySpan<byte> receive, bool isInitiator, uint localIndex, uint remoteIndex)
-    {
-        Send = new SymmetricKey(send);
-        Receive = new SymmetricKey(receive);
-        IsInitiator = isInitiator;
-        LocalIndex = localIndex;
-        RemoteIndex = remoteIndex;
-    }
-
-    public SymmetricKey Send { get; }
-    public SymmetricKey Receive { get; }
-
-    /// <summary>True on the side that sent the initiation (it may send data at once; the responder
-    /// waits for the first packet from the initiator as confirmation).</summary>
-    public bool IsInitiator { get; }
-
-    /// <summary>Our index: the receiver index of incoming transport messages.</summary>
-    public uint LocalIndex { get; }
-
-    /// <summary>The peer's index: the receiver index we write on outgoing transport messages.</summary>
-    public uint RemoteIndex { get; }
-
-    public void Dispose()
-    {
-        Send.Dispose();
-        Receive.Dispose();
-    }
-
-    public override string ToString() => $"SessionKeys(local {LocalIndex:x8}, remote {RemoteIndex:x8}, {(IsInitiator ? "initiator" : "responder")})";
 }
