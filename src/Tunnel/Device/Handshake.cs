@@ -102,6 +102,7 @@ public sealed class Handshake : IDisposable
     internal uint LocalIndexUnlocked { get; set; }
     internal uint RemoteIndexUnlocked { get; set; }
     internal Tai64N LastTimestampUnlocked { get; set; }
+    internal TimeSpan? LastInitiationConsumedUnlocked { get; set; }
     internal bool StaticStaticValidUnlocked => _staticStaticValid;
     internal Span<byte> NoiseState => _noiseState.Span;
     internal ReadOnlySpan<byte> StaticStatic => _staticStatic.Span;

@@ -71,12 +71,21 @@ public static class NoiseProtocol
     }
 
     /// <summary>
+    /// The least time between two initiations accepted from one peer (the kernel's
+    /// 1 s / INITIATIONS_PER_SECOND): a flood of valid initiations cannot make us compute a
+    /// response for each.
+    /// </summary>
+    public static readonly TimeSpan MinInitiationInterval = TimeSpan.FromSeconds(1) / 50;
+
+    /// <summary>
     /// Consumes a 148-byte initiation (its macs already checked by the caller): finds the peer by
     /// the static key inside, refuses a timestamp not strictly newer than the last accepted one
-    /// (a replay), and moves that peer's handshake to <see cref="HandshakeStage.InitiationConsumed"/>.
+    /// (a replay) or an initiation less than <see cref="MinInitiationInterval"/> after the last
+    /// accepted one (a flood), and moves that peer's handshake to
+    /// <see cref="HandshakeStage.InitiationConsumed"/>. <paramref name="now"/> is monotonic time.
     /// Returns the peer's handshake, or null with nothing changed.
     /// </summary>
-    public static Handshake? ConsumeInitiation(StaticIdentity local, IHandshakeLookup peers, ReadOnlySpan<byte> message)
+    public static Handshake? ConsumeInitiation(StaticIdentity local, IHandshakeLookup peers, ReadOnlySpan<byte> message, TimeSpan now)
     {
         if (!MessageInitiation.IsWellFormed(message))
             return null;
@@ -89,7 +98,7 @@ public static class NoiseProtocol
             if (handshake is null)
                 return null;
             var timestamp = Tai64N.Read(payload);
-            return AcceptInitiation(handshake, scratch, MessageInitiation.SenderIndex(message), timestamp)
+            return AcceptInitiation(handshake, scratch, MessageInitiation.SenderIndex(message), timestamp, now)
                 ? handshake
                 : null;
         }
@@ -137,18 +146,23 @@ public static class NoiseProtocol
     /// <summary>
     /// Inner layer, second half: stores a state read by <see cref="ReadInitiation"/> in the peer's
     /// handshake. With a <paramref name="timestamp"/>, refuses it unless strictly newer than the
-    /// last accepted one (WireGuard's replay protection), and records it.
+    /// last accepted one (replay protection); with <paramref name="now"/>, refuses it within
+    /// <see cref="MinInitiationInterval"/> of the last accepted one (flood protection). Both are
+    /// recorded on success. The Noise test vectors pass neither.
     /// </summary>
-    public static bool AcceptInitiation(Handshake handshake, ReadOnlySpan<byte> scratch, uint remoteIndex, Tai64N? timestamp)
+    public static bool AcceptInitiation(Handshake handshake, ReadOnlySpan<byte> scratch, uint remoteIndex,
+        Tai64N? timestamp, TimeSpan? now)
     {
         lock (handshake.SyncRoot)
         {
-            if (timestamp is { } ts)
-            {
-                if (!ts.After(handshake.LastTimestampUnlocked))
-                    return false;
-                handshake.LastTimestampUnlocked = ts;
-            }
+            if (timestamp is { } ts && !ts.After(handshake.LastTimestampUnlocked))
+                return false;
+            if (now is { } t && handshake.LastInitiationConsumedUnlocked is { } last && t - last < MinInitiationInterval)
+                return false;
+            if (timestamp is not null)
+                handshake.LastTimestampUnlocked = timestamp.Value;
+            if (now is not null)
+                handshake.LastInitiationConsumedUnlocked = now;
             scratch.CopyTo(handshake.NoiseState);
             handshake.StageUnlocked = HandshakeStage.InitiationConsumed;
             handshake.RemoteIndexUnlocked = remoteIndex;

@@ -114,6 +114,40 @@ public sealed class CookieTests : IDisposable
         Assert.Equal(MacVerdict.SendCookieReply, _checker.Check(retry, otherSource.AsSpan(0, n), true, T0 + TimeSpan.FromSeconds(1)));
     }
 
+    private sealed class OnePeer(Handshake handshake) : IHandshakeLookup
+    {
+        public Handshake? FindByStaticKey(in PublicKey remoteStatic) =>
+            remoteStatic == handshake.RemoteStatic ? handshake : null;
+    }
+
+    [Fact]
+    public void UnderLoad_RetryWithCookie_CompletesTheHandshake()
+    {
+        var responder = new StaticIdentity(_responderKey);
+        using var atResponder = new Handshake(responder, _initiatorKey.PublicKey);
+        var peers = new OnePeer(atResponder);
+
+        // The responder is under load: the first initiation only earns a cookie reply.
+        byte[] first = Initiation(T0);
+        Assert.Equal(MacVerdict.SendCookieReply, _checker.Check(first, Source, underLoad: true, T0));
+        var reply = new byte[MessageCookieReply.Size];
+        Assert.True(_checker.CreateReply(first, Source, T0, reply));
+        Assert.Equal(HandshakeStage.Zeroed, atResponder.Stage);
+
+        // The initiator retries (the retransmit timer in the real peer) with mac2.
+        Assert.True(_generator.ConsumeReply(reply, T0));
+        var later = T0 + TimeSpan.FromSeconds(5);
+        byte[] retry = Initiation(later, second: 5);
+        Assert.Equal(MacVerdict.Accept, _checker.Check(retry, Source, underLoad: true, later));
+        Assert.Same(atResponder, NoiseProtocol.ConsumeInitiation(responder, peers, retry, later));
+        var response = new byte[MessageResponse.Size];
+        Assert.True(NoiseProtocol.CreateResponse(atResponder, 9, _random, response));
+        Assert.True(NoiseProtocol.ConsumeResponse(_handshake, response));
+        using var a = NoiseProtocol.BeginSession(_handshake)!;
+        using var b = NoiseProtocol.BeginSession(atResponder)!;
+        Assert.Equal(a.Send.Bytes.ToArray(), b.Receive.Bytes.ToArray());
+    }
+
     [Fact]
     public void TamperedOrUnsolicitedCookieReply_IsRefused()
     {

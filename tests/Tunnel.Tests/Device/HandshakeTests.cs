@@ -54,6 +54,11 @@ public sealed class HandshakeTests : IDisposable
         _bobKey.Dispose();
     }
 
+    private TimeSpan _now = TimeSpan.FromSeconds(1);
+
+    /// <summary>Virtual monotonic time, one second later at each call (clear of the flood limit).</summary>
+    private TimeSpan Tick() => _now += TimeSpan.FromSeconds(1);
+
     private byte[] Initiation(DateTimeOffset when, uint index = 0x11111111)
     {
         var message = new byte[MessageInitiation.Size];
@@ -76,7 +81,7 @@ public sealed class HandshakeTests : IDisposable
         Assert.Equal(MessageType.Initiation, MessageHeader.ReadType(initiation));
         Assert.Equal(0x11111111u, MessageInitiation.SenderIndex(initiation));
 
-        Assert.Same(_bobToAlice, NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, initiation));
+        Assert.Same(_bobToAlice, NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, initiation, Tick()));
         Assert.Equal(HandshakeStage.InitiationConsumed, _bobToAlice.Stage);
         Assert.Equal(0x11111111u, _bobToAlice.RemoteIndex);
         Assert.Equal(Tai64N.FromDateTime(T0), _bobToAlice.LastTimestamp);
@@ -120,7 +125,7 @@ public sealed class HandshakeTests : IDisposable
     public void DifferentPresharedKeys_FailAtTheResponse()
     {
         _bobToAlice.SetPresharedKey(new byte[32]);
-        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0)));
+        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0), Tick()));
         Assert.False(NoiseProtocol.ConsumeResponse(_aliceToBob, Response()));
         Assert.Equal(HandshakeStage.InitiationCreated, _aliceToBob.Stage);
     }
@@ -135,20 +140,20 @@ public sealed class HandshakeTests : IDisposable
         foreach (int i in positions)
         {
             initiation[i] ^= 0x04;
-            Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, initiation));
+            Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, initiation, Tick()));
             initiation[i] ^= 0x04;
         }
         Assert.Equal(HandshakeStage.Zeroed, _bobToAlice.Stage);
         Assert.Equal(default, _bobToAlice.LastTimestamp);
         Assert.All(_bobToAlice.NoiseState.ToArray(), b => Assert.Equal(0, b));
         // The untouched message still works.
-        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, initiation));
+        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, initiation, Tick()));
     }
 
     [Fact]
     public void TamperedResponse_IsRefusedAndChangesNothing()
     {
-        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0)));
+        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0), Tick()));
         byte[] response = Response();
         byte[] stateBefore = _aliceToBob.NoiseState.ToArray();
         // The type word, the receiver index and everything Noise authenticates (the sender index
@@ -169,44 +174,54 @@ public sealed class HandshakeTests : IDisposable
     public void ReplayedInitiation_SameOrOlderTimestamp_IsRefused()
     {
         byte[] first = Initiation(T0);
-        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, first));
+        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, first, Tick()));
         byte[] stateAfterFirst = _bobToAlice.NoiseState.ToArray();
 
         // The very same bytes again: same timestamp.
-        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, first));
+        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, first, Tick()));
         // A fresh initiation within the same whitened 16.8 ms: same timestamp.
-        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0.AddTicks(1))));
+        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0.AddTicks(1)), Tick()));
         // An older clock (a VM restored from a snapshot).
-        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0.AddSeconds(-30))));
+        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0.AddSeconds(-30)), Tick()));
         Assert.Equal(stateAfterFirst, _bobToAlice.NoiseState.ToArray());
         Assert.Equal(Tai64N.FromDateTime(T0), _bobToAlice.LastTimestamp);
 
         // Newer is accepted, and the last timestamp survives Clear().
-        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0.AddSeconds(1))));
+        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0.AddSeconds(1)), Tick()));
         _bobToAlice.Clear();
-        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0.AddSeconds(1))));
+        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0.AddSeconds(1)), Tick()));
+    }
+
+    [Fact]
+    public void InitiationFlood_WithinOneFiftiethSecond_IsRefused()
+    {
+        var start = TimeSpan.FromSeconds(100);
+        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0), start));
+        byte[] second = Initiation(T0.AddSeconds(1));
+        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, second, start + TimeSpan.FromMilliseconds(19)));
+        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, second, start + NoiseProtocol.MinInitiationInterval));
     }
 
     [Fact]
     public void InitiationFromUnknownPeer_OrToAnotherResponder_IsRefused()
     {
         byte[] initiation = Initiation(T0);
-        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, new Peers(), initiation));
+        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, new Peers(), initiation, Tick()));
         using var carolKey = PrivateKey.Generate(_random);
         var carol = new StaticIdentity(carolKey);
         using var carolToAlice = new Handshake(carol, _aliceKey.PublicKey);
-        Assert.Null(NoiseProtocol.ConsumeInitiation(carol, new Peers(carolToAlice), initiation));
+        Assert.Null(NoiseProtocol.ConsumeInitiation(carol, new Peers(carolToAlice), initiation, Tick()));
     }
 
     [Fact]
     public void WrongSizeOrType_IsRefused()
     {
         byte[] initiation = Initiation(T0);
-        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, initiation.AsSpan(0, 147)));
-        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, [.. initiation, 0]));
-        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, ReadOnlySpan<byte>.Empty));
+        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, initiation.AsSpan(0, 147), Tick()));
+        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, [.. initiation, 0], Tick()));
+        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, ReadOnlySpan<byte>.Empty, Tick()));
         initiation[1] = 1; // a reserved byte
-        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, initiation));
+        Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, initiation, Tick()));
 
         Assert.False(NoiseProtocol.ConsumeResponse(_aliceToBob, new byte[MessageResponse.Size]));
         Assert.False(NoiseProtocol.ConsumeResponse(_aliceToBob, new byte[3]));
@@ -218,7 +233,7 @@ public sealed class HandshakeTests : IDisposable
     [Fact]
     public void ResponseForAnotherIndex_IsRefused()
     {
-        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0)));
+        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, Initiation(T0), Tick()));
         byte[] response = Response();
         MessageHeader.WriteIndex(response, MessageResponse.ReceiverOffset, 0xDEADBEEF);
         Assert.False(NoiseProtocol.ConsumeResponse(_aliceToBob, response));

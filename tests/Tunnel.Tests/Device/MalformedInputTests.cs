@@ -55,7 +55,7 @@ public sealed class MalformedInputTests : IDisposable
         var initiation = new byte[MessageInitiation.Size];
         Assert.True(NoiseProtocol.CreateInitiation(_aliceToBob, 1, Tai64N.FromDateTime(DateTimeOffset.UnixEpoch.AddDays(20000)), _random, initiation));
         _generator.AddMacs(initiation, TimeSpan.Zero);
-        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, new OnePeer(_bobToAlice), initiation));
+        Assert.NotNull(NoiseProtocol.ConsumeInitiation(_bob, new OnePeer(_bobToAlice), initiation, TimeSpan.Zero));
 
         var alice = Snapshot(_aliceToBob);
         var bob = Snapshot(_bobToAlice);
@@ -70,7 +70,7 @@ public sealed class MalformedInputTests : IDisposable
             if (datagram.Length >= 12 && rng.Next(4) == 0)
                 MessageHeader.WriteIndex(datagram, 8, 1); // the index Alice is waiting on
 
-            Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, new OnePeer(_bobToAlice), datagram));
+            Assert.Null(NoiseProtocol.ConsumeInitiation(_bob, new OnePeer(_bobToAlice), datagram, TimeSpan.FromSeconds(i + 1)));
             Assert.False(NoiseProtocol.ConsumeResponse(_aliceToBob, datagram));
             Assert.False(_generator.ConsumeReply(datagram, TimeSpan.Zero));
             Assert.NotEqual(MacVerdict.Accept, _checker.Check(datagram, [1, 2, 3, 4, 5, 6], underLoad: false, TimeSpan.Zero));

@@ -49,7 +49,7 @@ public class CacophonyVectorTests
         var found = NoiseProtocol.ReadInitiation(responderId, new OnePeer(atResponder), message0, read0, scratch);
         Assert.Same(atResponder, found);
         Assert.Equal(payload0, read0);
-        Assert.True(NoiseProtocol.AcceptInitiation(atResponder, scratch, remoteIndex: 1, timestamp: null));
+        Assert.True(NoiseProtocol.AcceptInitiation(atResponder, scratch, remoteIndex: 1, timestamp: null, now: null));
 
         // <- e, ee, se, psk, payload
         byte[] payload1 = messages[1].Hex("payload");
