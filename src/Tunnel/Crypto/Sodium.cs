@@ -12,7 +12,8 @@ namespace Tunnel.Crypto;
 /// <remarks>
 /// The static constructor registers this assembly's DllImport resolver (there can be only one per
 /// assembly): it maps the name "libsodium" to <c>libsodium.so.23</c>, then to the unversioned name,
-/// and leaves every other library name to the runtime's default probing.
+/// and leaves every other library name to the runtime's default probing. Other interop in this
+/// assembly must not call SetDllImportResolver again (it would throw); extend <see cref="Resolve"/>.
 /// </remarks>
 public static unsafe class Sodium
 {
