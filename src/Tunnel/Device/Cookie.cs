@@ -1,0 +1,281 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using ForkNotify;
+using Tunnel.Crypto;
+
+namespace Tunnel.Device;
+
+/// <summary>
+/// mac1/mac2 and the cookie (whitepaper section 5.4.4 and 5.4.7). Both handshake messages end in
+/// mac1 (16) and mac2 (16): mac1 = MAC(HASH("mac1----" || responder's static public), message up to
+/// mac1), which a responder checks before any expensive work; mac2 = MAC(cookie, message up to mac2),
+/// which it requires only when under load. MAC is keyed BLAKE2s with a 16-byte output.
+/// </summary>
+public static class CookieConstants
+{
+    public const int MacSize = 16;
+    public const int CookieSize = 16;
+    /// <summary>The responder's cookie secret is replaced after this; the initiator forgets a cookie after it.</summary>
+    public static readonly TimeSpan CookieRefreshTime = TimeSpan.FromSeconds(120);
+
+    public static ReadOnlySpan<byte> LabelMac1 => "mac1----"u8;
+    public static ReadOnlySpan<byte> LabelCookie => "cookie--"u8;
+
+    /// <summary>Offset of mac1 in a handshake message: 32 bytes before its end.</summary>
+    public static int Mac1Offset(int messageLength) => messageLength - 2 * MacSize;
+
+    /// <summary>Offset of mac2: the last 16 bytes.</summary>
+    public static int Mac2Offset(int messageLength) => messageLength - MacSize;
+
+    /// <summary>True for the two message types that carry macs, at their exact sizes.</summary>
+    public static bool HasMacs(ReadOnlySpan<byte> message) =>
+        MessageInitiation.IsWellFormed(message) || MessageResponse.IsWellFormed(message);
+
+    /// <summary>HASH(label || public key): the mac1 key or the cookie encryption key.</summary>
+    internal static void DeriveKey(ReadOnlySpan<byte> label, PublicKey publicKey, Span<byte> key) =>
+        Blake2s.Hash(label, publicKey.Bytes, key);
+
+    /// <summary>
+    /// The bytes a cookie is bound to: the source IP address (4 or 16 bytes) then the UDP port,
+    /// big-endian (as the kernel hashes them). Returns the length written (at most 18).
+    /// </summary>
+    public static int WriteSource(IPEndPoint source, Span<byte> destination)
+    {
+        if (!source.Address.TryWriteBytes(destination, out int written))
+            throw new ArgumentException("destination too small for the address", nameof(destination));
+        destination[written++] = (byte)(source.Port >> 8);
+        destination[written++] = (byte)source.Port;
+        return written;
+    }
+}
+
+/// <summary>What the responder does with a handshake message after checking its macs.</summary>
+public enum MacVerdict
+{
+    /// <summary>mac1 is wrong (or the message is malformed): drop silently.</summary>
+    Drop,
+    /// <summary>Process the message.</summary>
+    Accept,
+    /// <summary>Under load and without a valid mac2: answer with a cookie reply, do not process.</summary>
+    SendCookieReply,
+}
+
+/// <summary>
+/// The responder side of the cookie mechanism (wireguard-go's CookieChecker): checks mac1 on every
+/// handshake message, mac2 when under load, and makes cookie replies. The cookie is
+/// MAC(secret, source bytes) with a random secret replaced every 120 s, so it proves the sender
+/// can receive at its address. Time comes in as a monotonic <see cref="TimeSpan"/>; randomness
+/// through <see cref="IRandomGenerator"/>. Thread safe.
+/// </summary>
+public sealed class CookieChecker : IDisposable
+{
+    private readonly Lock _lock = new();
+    private readonly IRandomGenerator _random;
+    private readonly byte[] _mac1Key = new byte[Blake2s.HashSize];
+    private readonly byte[] _encryptionKey = new byte[Blake2s.HashSize];
+    private readonly SecretBuffer _secret = new(Blake2s.HashSize);
+    private TimeSpan? _secretSet;
+
+    /// <param name="localStatic">Our static public key (the key mac1 and the cookie reply are bound to).</param>
+    public CookieChecker(PublicKey localStatic, IRandomGenerator random)
+    {
+        _random = random;
+        CookieConstants.DeriveKey(CookieConstants.LabelMac1, localStatic, _mac1Key);
+        CookieConstants.DeriveKey(CookieConstants.LabelCookie, localStatic, _encryptionKey);
+    }
+
+    /// <summary>
+    /// The responder's whole decision for one handshake message: drop on a bad mac1; when not under
+    /// load accept; under load accept only with a valid mac2, else ask for a cookie reply.
+    /// </summary>
+    public MacVerdict Check(ReadOnlySpan<byte> message, ReadOnlySpan<byte> source, bool underLoad, TimeSpan now)
+    {
+        if (!CookieConstants.HasMacs(message) || !CheckMac1(message))
+            return MacVerdict.Drop;
+        if (!underLoad || CheckMac2(message, source, now))
+            return MacVerdict.Accept;
+        return MacVerdict.SendCookieReply;
+    }
+
+    /// <summary>True if the message's mac1 is right (constant-time compare).</summary>
+    public bool CheckMac1(ReadOnlySpan<byte> message)
+    {
+        if (message.Length < 2 * CookieConstants.MacSize)
+            return false;
+        int mac1At = CookieConstants.Mac1Offset(message.Length);
+        Span<byte> mac1 = stackalloc byte[CookieConstants.MacSize];
+        Blake2s.Mac(_mac1Key, message[..mac1At], mac1);
+        return CryptographicOperations.FixedTimeEquals(mac1, message.Slice(mac1At, CookieConstants.MacSize));
+    }
+
+    /// <summary>True if mac2 is made with the cookie we would give <paramref name="source"/> now.</summary>
+    public bool CheckMac2(ReadOnlySpan<byte> message, ReadOnlySpan<byte> source, TimeSpan now)
+    {
+        if (message.Length < 2 * CookieConstants.MacSize)
+            return false;
+        Span<byte> cookie = stackalloc byte[CookieConstants.CookieSize];
+        Span<byte> mac2 = stackalloc byte[CookieConstants.MacSize];
+        try
+        {
+            lock (_lock)
+            {
+                // An expired secret is never used: cookies made with it are no longer valid.
+                if (_secretSet is not { } set || now - set > CookieConstants.CookieRefreshTime)
+                    return false;
+                Blake2s.Mac(_secret.Span, source, cookie);
+            }
+            int mac2At = CookieConstants.Mac2Offset(message.Length);
+            Blake2s.Mac(cookie, message[..mac2At], mac2);
+            return CryptographicOperations.FixedTimeEquals(mac2, message[mac2At..]);
+        }
+        finally
+        {
+            Sodium.MemZero(cookie);
+        }
+    }
+
+    /// <summary>
+    /// Writes the 64-byte cookie reply to <paramref name="message"/> (a handshake message whose
+    /// mac1 was valid): the cookie for <paramref name="source"/>, sealed with XChaCha20-Poly1305
+    /// under HASH("cookie--" || our public key), a random nonce, and the message's mac1 as
+    /// associated data. Replaces the secret first if it is older than 120 s.
+    /// </summary>
+    public bool CreateReply(ReadOnlySpan<byte> message, ReadOnlySpan<byte> source, TimeSpan now, Span<byte> reply)
+    {
+        if (!CookieConstants.HasMacs(message) || reply.Length != MessageCookieReply.Size)
+            return false;
+        Span<byte> cookie = stackalloc byte[CookieConstants.CookieSize];
+        try
+        {
+            lock (_lock)
+            {
+                if (_secretSet is not { } set || now - set > CookieConstants.CookieRefreshTime)
+                {
+                    _random.Fill(_secret.Span);
+                    _secretSet = now;
+                }
+                Blake2s.Mac(_secret.Span, source, cookie);
+            }
+
+            // The receiver of the reply is the sender of the message: same offset in both types.
+            uint receiver = MessageHeader.ReadIndex(message, MessageInitiation.SenderOffset);
+            reply.Clear();
+            MessageHeader.WriteType(reply, MessageType.CookieReply);
+            MessageHeader.WriteIndex(reply, MessageCookieReply.ReceiverOffset, receiver);
+            var nonce = reply.Slice(MessageCookieReply.NonceOffset, MessageCookieReply.NonceSize);
+            _random.Fill(nonce);
+            var mac1 = message.Slice(CookieConstants.Mac1Offset(message.Length), CookieConstants.MacSize);
+            Sodium.XChaCha20Poly1305Encrypt(reply[MessageCookieReply.CookieOffset..], cookie, mac1, nonce, _encryptionKey);
+            return true;
+        }
+        finally
+        {
+            Sodium.MemZero(cookie);
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _secret.Dispose();
+            _secretSet = null;
+        }
+    }
+}
+
+/// <summary>
+/// The initiator side (wireguard-go's CookieGenerator), one per peer: adds mac1 (and mac2 while it
+/// holds a fresh cookie) to each handshake message it sends, remembers the last mac1 so it can
+/// open a cookie reply, and forgets the cookie 120 s after receiving it. Thread safe.
+/// </summary>
+public sealed class CookieGenerator : IDisposable
+{
+    private readonly Lock _lock = new();
+    private readonly byte[] _mac1Key = new byte[Blake2s.HashSize];
+    private readonly byte[] _encryptionKey = new byte[Blake2s.HashSize];
+    private readonly SecretBuffer _cookie = new(CookieConstants.CookieSize);
+    private readonly byte[] _lastMac1 = new byte[CookieConstants.MacSize];
+    private bool _hasLastMac1;
+    private TimeSpan? _cookieSet;
+
+    /// <param name="remoteStatic">The peer's static public key (mac1 and the reply are bound to it).</param>
+    public CookieGenerator(PublicKey remoteStatic)
+    {
+        CookieConstants.DeriveKey(CookieConstants.LabelMac1, remoteStatic, _mac1Key);
+        CookieConstants.DeriveKey(CookieConstants.LabelCookie, remoteStatic, _encryptionKey);
+    }
+
+    /// <summary>True while a cookie younger than 120 s is held (mac2 will be added).</summary>
+    public bool HasCookie(TimeSpan now)
+    {
+        lock (_lock) return IsCookieFresh(now);
+    }
+
+    /// <summary>Fills mac1 and mac2 (zero without a fresh cookie) of an outgoing handshake message.</summary>
+    public bool AddMacs(Span<byte> message, TimeSpan now)
+    {
+        if (!CookieConstants.HasMacs(message))
+            return false;
+        int mac1At = CookieConstants.Mac1Offset(message.Length);
+        int mac2At = CookieConstants.Mac2Offset(message.Length);
+        var mac1 = message.Slice(mac1At, CookieConstants.MacSize);
+        var mac2 = message[mac2At..];
+        Blake2s.Mac(_mac1Key, message[..mac1At], mac1);
+        lock (_lock)
+        {
+            mac1.CopyTo(_lastMac1);
+            _hasLastMac1 = true;
+            if (IsCookieFresh(now))
+                Blake2s.Mac(_cookie.Span, message[..mac2At], mac2);
+            else
+                mac2.Clear();
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Opens a 64-byte cookie reply with the last mac1 we sent as associated data and keeps the
+    /// cookie. False (nothing changed) if it is malformed, forged, or answers nothing we sent.
+    /// Finding the peer by the reply's receiver index is the caller's job.
+    /// </summary>
+    public bool ConsumeReply(ReadOnlySpan<byte> reply, TimeSpan now)
+    {
+        if (!MessageCookieReply.IsWellFormed(reply))
+            return false;
+        Span<byte> cookie = stackalloc byte[CookieConstants.CookieSize];
+        try
+        {
+            lock (_lock)
+            {
+                if (!_hasLastMac1)
+                    return false;
+                if (!Sodium.XChaCha20Poly1305Decrypt(cookie,
+                        reply.Slice(MessageCookieReply.CookieOffset, MessageCookieReply.EncryptedCookieSize), _lastMac1,
+                        reply.Slice(MessageCookieReply.NonceOffset, MessageCookieReply.NonceSize), _encryptionKey))
+                    return false;
+                cookie.CopyTo(_cookie.Span);
+                _cookieSet = now;
+                return true;
+            }
+        }
+        finally
+        {
+            Sodium.MemZero(cookie);
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _cookie.Dispose();
+            _cookieSet = null;
+            _hasLastMac1 = false;
+        }
+    }
+
+    private bool IsCookieFresh(TimeSpan now) =>
+        _cookieSet is { } set && now - set <= CookieConstants.CookieRefreshTime;
+}
