@@ -183,6 +183,7 @@ public sealed class UapiServer : IAsyncDisposable
         finally
         {
             reader.Clear();
+            DiscardPending(client);
             client.Dispose();
         }
     }
@@ -297,6 +298,24 @@ public sealed class UapiServer : IAsyncDisposable
         {
             var sent = await client.SendAsync(bytes, SocketFlags.None, cancel);
             bytes = bytes[sent..];
+        }
+    }
+
+    /// <summary>
+    /// Closing a Unix socket with unread input resets the connection, and the client would lose
+    /// the errno line just sent. Swallow what has already arrived (bounded) so the close is clean.
+    /// </summary>
+    private static void DiscardPending(Socket client)
+    {
+        try
+        {
+            Span<byte> scratch = stackalloc byte[4096];
+            for (var total = 0; total < 1 << 20 && client.Available > 0; )
+                total += client.Receive(scratch, SocketFlags.None);
+            client.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
         }
     }
 
