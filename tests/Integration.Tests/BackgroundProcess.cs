@@ -14,10 +14,12 @@ public sealed class BackgroundProcess : IDisposable
     private readonly Process _process;
     private readonly StringBuilder _output = new();
 
-    public BackgroundProcess(IReadOnlyList<string> command)
+    public BackgroundProcess(IReadOnlyList<string> command, IReadOnlyDictionary<string, string>? environment = null)
     {
         Command = string.Join(' ', command);
         _process = new Process { StartInfo = ProcessRunner.StartInfo(command, redirectInput: false) };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+            _process.StartInfo.Environment[name] = value;
         _process.OutputDataReceived += (_, e) => Append(e.Data);
         _process.ErrorDataReceived += (_, e) => Append(e.Data);
         _process.Start();

@@ -57,9 +57,12 @@ public sealed class NetNs : IDisposable
 
     /// <summary>Starts a command inside the namespace; it is stopped by PID on Dispose.
     /// (<c>ip netns exec</c> execs the command, so the PID is the command's own.)</summary>
-    public BackgroundProcess Start(params string[] command)
+    public BackgroundProcess Start(params string[] command) => StartWithEnvironment(null, command);
+
+    /// <summary><see cref="Start"/> with extra environment variables.</summary>
+    public BackgroundProcess StartWithEnvironment(IReadOnlyDictionary<string, string>? environment, params string[] command)
     {
-        var process = new BackgroundProcess(["ip", "netns", "exec", Name, .. command]);
+        var process = new BackgroundProcess(["ip", "netns", "exec", Name, .. command], environment);
         lock (_processes)
             _processes.Add(process);
         return process;
