@@ -135,6 +135,36 @@ public sealed class TunneldTests : IDisposable
         Assert.DoesNotContain("PrivateKey", daemon.Output);
     }
 
+    [Fact]
+    public void ReadinessReachesAnAbstractNotifySocket()
+    {
+        RootCollection.RequireRootAnd("ip", "python3");
+        using var ns = NetNs.Create("td");
+        var name = NetNs.UniqueInterfaceName("td");
+        ns.RemoveOnDispose($"/var/run/wireguard/{name}.sock");
+        var path = WriteConfig(name, $"[Interface]\nPrivateKey = {NewKey()}\n");
+        var abstractName = "tunneld-test-" + Guid.NewGuid().ToString("N")[..8];
+        // Abstract sockets belong to a network namespace: listen inside the daemon's one.
+        var listener = ns.Start("python3", "-c",
+            "import socket,sys\n" +
+            "s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM); s.bind('\\0'+sys.argv[1]); s.settimeout(30)\n" +
+            "print('bound',flush=True)\n" +
+            "for _ in range(2): print(s.recv(100).decode(),flush=True)\n",
+            abstractName);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!listener.Output.Contains("bound") && DateTime.UtcNow < deadline)
+            Thread.Sleep(20);
+        var daemon = ns.StartWithEnvironment(new Dictionary<string, string> { ["NOTIFY_SOCKET"] = "@" + abstractName },
+            TunneldBinary.Path, "up", path);
+        deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!listener.Output.Contains("READY=1") && DateTime.UtcNow < deadline && !daemon.HasExited)
+            Thread.Sleep(20);
+        Assert.True(listener.Output.Contains("READY=1"), daemon.Output + listener.Output);
+        Assert.True(daemon.Terminate(TimeSpan.FromSeconds(20)));
+        Assert.True(listener.WaitForExit(TimeSpan.FromSeconds(20)), listener.Output);
+        Assert.Contains("STOPPING=1", listener.Output);
+    }
+
     private static string Receive(Socket socket)
     {
         var buffer = new byte[256];

@@ -47,6 +47,7 @@ internal static class UpCommand
         var log = loggers.CreateLogger("tunneld");
         foreach (var warning in config.Warnings)
             log.LogWarning("{Warning}", warning);
+        WarnIfReadableByOthers(configPath, log);
 
         var daemon = new TunnelDaemon(config, interfaceName, loggers);
         try
@@ -75,5 +76,15 @@ internal static class UpCommand
             await service.StopAsync(CancellationToken.None);
         }
         return 0;
+    }
+
+    /// <summary>The file holds the private key: say so when others can read it, as wg-quick does.</summary>
+    private static void WarnIfReadableByOthers(string path, ILogger log)
+    {
+        if (OperatingSystem.IsWindows())
+            return;
+        const UnixFileMode others = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite;
+        if ((File.GetUnixFileMode(path) & others) != 0)
+            log.LogWarning("{Path} is readable by other users and holds a private key (chmod 600 it)", path);
     }
 }

@@ -41,10 +41,11 @@ public sealed class UapiServer : IAsyncDisposable
     public string InterfaceName { get; }
     public string SocketPath { get; }
 
-    /// <summary>Linux IFNAMSIZ rules, which also keep the name safe as a file name.</summary>
+    /// <summary>Linux IFNAMSIZ rules (at most 15 bytes, no '/', ':' or whitespace), narrowed to
+    /// printable ASCII so the name is one byte per character and safe as a file name.</summary>
     public static bool IsValidInterfaceName(string name) =>
         name.Length is > 0 and <= 15 && name is not ("." or "..") &&
-        !name.Any(c => c == '/' || c == ':' || char.IsWhiteSpace(c) || char.IsControl(c));
+        name.All(c => c is > ' ' and < (char)0x7f and not ('/' or ':'));
 
     /// <summary>
     /// Creates the directory (0755) if needed, takes over a stale socket, refuses a live one, and

@@ -243,6 +243,8 @@ public sealed class UapiServerTests : IAsyncLifetime
     [InlineData("..")]
     [InlineData("sixteen-chars-xx")]
     [InlineData("has space")]
+    [InlineData("caf\u00e9")]
+    [InlineData("a:b")]
     public void BadInterfaceNamesAreRefused(string name) =>
         Assert.Throws<ArgumentException>(() => new UapiServer(name, _device, Options()));
 
