@@ -1,0 +1,74 @@
+using System.Runtime.InteropServices;
+
+namespace Tunnel.Transport;
+
+/// <summary>The few libc calls the TUN device needs (x86_64 / aarch64 Linux layouts).</summary>
+internal static unsafe partial class LinuxNative
+{
+    public const int O_RDWR = 0x2;
+    public const int O_NONBLOCK = 0x800;
+    public const int O_CLOEXEC = 0x80000;
+    public const int EFD_CLOEXEC = 0x80000;
+    public const int EFD_NONBLOCK = 0x800;
+
+    public const short POLLIN = 0x1;
+    public const short POLLOUT = 0x4;
+
+    public const int EINTR = 4;
+    public const int ENOENT = 2;
+    public const int ENXIO = 6;
+    public const int EAGAIN = 11;
+    public const int EACCES = 13;
+    public const int EBUSY = 16;
+    public const int ENODEV = 19;
+    public const int EINVAL = 22;
+    public const int EPERM = 1;
+
+    /// <summary>_IOW('T', 202, int)</summary>
+    public const uint TUNSETIFF = 0x400454ca;
+    public const short IFF_TUN = 0x0001;
+    public const short IFF_NO_PI = 0x1000;
+    public const int IFNAMSIZ = 16;
+
+    /// <summary>struct ifreq: the name, then a union whose first member we use is the flags.</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 40)]
+    public struct IfReq
+    {
+        public fixed byte Name[IFNAMSIZ];
+        public short Flags;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(int fd, nuint request, IfReq* request2);
+
+    [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
+    public static partial nint Read(int fd, byte* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
+    public static partial nint Write(int fd, byte* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
+
+    [LibraryImport("libc", EntryPoint = "eventfd", SetLastError = true)]
+    public static partial int EventFd(uint initial, int flags);
+
+    [LibraryImport("libc", EntryPoint = "strerror")]
+    private static partial nint StrError(int errno);
+
+    public static string Describe(int errno) => Marshal.PtrToStringUTF8(StrError(errno)) ?? $"errno {errno}";
+}

@@ -1,0 +1,196 @@
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Tunnel.Transport;
+
+/// <summary>
+/// A Linux TUN device (<c>/dev/net/tun</c>, IFF_TUN | IFF_NO_PI: each read or write is exactly
+/// one IP packet, no header). Reads and writes go straight between the caller's buffer and the
+/// file descriptor: nothing is allocated per packet. The descriptor is non-blocking and reads wait
+/// in poll() next to an eventfd, so <see cref="Dispose"/> can wake a blocked reader (closing a
+/// descriptor under a blocked read() does not). The interface is not persistent: the kernel
+/// deletes it when the descriptor closes, so a crash never leaves it behind.
+/// </summary>
+public sealed unsafe class LinuxTun : IDisposable
+{
+    private int _fd;
+    private int _wake;
+    private int _users;
+    private volatile bool _closed;
+
+    private LinuxTun(int fd, int wake, string name)
+    {
+        _fd = fd;
+        _wake = wake;
+        Name = name;
+    }
+
+    /// <summary>The interface name the kernel gave (the requested one, or tunN for a pattern).</summary>
+    public string Name { get; }
+
+    /// <summary>Creates the device. Throws <see cref="TunException"/> with a user-facing message.</summary>
+    public static LinuxTun Create(string name)
+    {
+        if (!OperatingSystem.IsLinux())
+            throw new TunException("TUN devices are only supported on Linux");
+        var nameBytes = Encoding.ASCII.GetBytes(name);
+        if (nameBytes.Length is 0 or >= LinuxNative.IFNAMSIZ)
+            throw new TunException($"interface name '{name}' must be 1-15 characters");
+
+        var fd = LinuxNative.Open("/dev/net/tun", LinuxNative.O_RDWR | LinuxNative.O_NONBLOCK | LinuxNative.O_CLOEXEC);
+        if (fd < 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw errno switch
+            {
+                LinuxNative.ENOENT or LinuxNative.ENODEV or LinuxNative.ENXIO => new TunException(
+                    "/dev/net/tun is missing: the kernel needs CONFIG_TUN (modprobe tun), and a container needs the device passed in (--device /dev/net/tun)", true),
+                LinuxNative.EACCES or LinuxNative.EPERM => new TunException(
+                    "cannot open /dev/net/tun: run as root or with CAP_NET_ADMIN", true),
+                _ => new TunException($"cannot open /dev/net/tun: {LinuxNative.Describe(errno)}"),
+            };
+        }
+
+        LinuxNative.IfReq request = default;
+        for (var i = 0; i < nameBytes.Length; i++)
+            request.Name[i] = nameBytes[i];
+        request.Flags = LinuxNative.IFF_TUN | LinuxNative.IFF_NO_PI;
+        if (LinuxNative.Ioctl(fd, LinuxNative.TUNSETIFF, &request) < 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            LinuxNative.Close(fd);
+            throw errno switch
+            {
+                LinuxNative.EPERM or LinuxNative.EACCES => new TunException(
+                    $"cannot create interface {name}: run as root or with CAP_NET_ADMIN", true),
+                LinuxNative.EBUSY or LinuxNative.EINVAL => new TunException(
+                    $"cannot create interface {name}: a device of that name already exists ({LinuxNative.Describe(errno)})"),
+                _ => new TunException($"cannot create interface {name}: {LinuxNative.Describe(errno)}"),
+            };
+        }
+        var actual = Encoding.ASCII.GetString(new ReadOnlySpan<byte>(request.Name, LinuxNative.IFNAMSIZ)).TrimEnd('\0');
+
+        var wake = LinuxNative.EventFd(0, LinuxNative.EFD_CLOEXEC | LinuxNative.EFD_NONBLOCK);
+        if (wake < 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            LinuxNative.Close(fd);
+            throw new TunException($"eventfd failed: {LinuxNative.Describe(errno)}");
+        }
+        return new LinuxTun(fd, wake, actual);
+    }
+
+    /// <summary>
+    /// Waits for one packet and copies it into <paramref name="packet"/>. Returns its length, or 0
+    /// once the device is closed. A packet larger than the buffer is truncated by the kernel, so
+    /// pass at least MTU bytes.
+    /// </summary>
+    public int Read(Span<byte> packet)
+    {
+        if (!Enter())
+            return 0;
+        try
+        {
+            fixed (byte* p = packet)
+            {
+                while (true)
+                {
+                    var n = LinuxNative.Read(_fd, p, (nuint)packet.Length);
+                    if (n >= 0)
+                        return (int)n;
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == LinuxNative.EINTR)
+                        continue;
+                    if (errno != LinuxNative.EAGAIN)
+                        throw new IOException($"read from {Name}: {LinuxNative.Describe(errno)}");
+                    if (!WaitFor(LinuxNative.POLLIN))
+                        return 0;
+                }
+            }
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    /// <summary>Hands one IP packet to the kernel. Returns false once the device is closed.</summary>
+    public bool Write(ReadOnlySpan<byte> packet)
+    {
+        if (!Enter())
+            return false;
+        try
+        {
+            fixed (byte* p = packet)
+            {
+                while (true)
+                {
+                    var n = LinuxNative.Write(_fd, p, (nuint)packet.Length);
+                    if (n >= 0)
+                        return true;
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == LinuxNative.EINTR)
+                        continue;
+                    if (errno != LinuxNative.EAGAIN)
+                        throw new IOException($"write to {Name}: {LinuxNative.Describe(errno)}");
+                    if (!WaitFor(LinuxNative.POLLOUT))
+                        return false;
+                }
+            }
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    /// <summary>poll() on the device and the wake-up eventfd; false when woken for close.</summary>
+    private bool WaitFor(short events)
+    {
+        var fds = stackalloc LinuxNative.PollFd[2];
+        fds[0] = new LinuxNative.PollFd { Fd = _fd, Events = events };
+        fds[1] = new LinuxNative.PollFd { Fd = _wake, Events = LinuxNative.POLLIN };
+        while (true)
+        {
+            if (_closed)
+                return false;
+            var r = LinuxNative.Poll(fds, 2, -1);
+            if (r < 0 && Marshal.GetLastPInvokeError() == LinuxNative.EINTR)
+                continue;
+            if (r < 0)
+                throw new IOException($"poll on {Name}: {LinuxNative.Describe(Marshal.GetLastPInvokeError())}");
+            if (fds[1].Revents != 0 || _closed)
+                return false;
+            return true;
+        }
+    }
+
+    private bool Enter()
+    {
+        Interlocked.Increment(ref _users);
+        if (!_closed)
+            return true;
+        Interlocked.Decrement(ref _users);
+        return false;
+    }
+
+    private void Exit() => Interlocked.Decrement(ref _users);
+
+    /// <summary>Wakes blocked readers and writers, waits for them to leave, then closes (which
+    /// deletes the interface).</summary>
+    public void Dispose()
+    {
+        if (_closed)
+            return;
+        _closed = true;
+        ulong one = 1;
+        LinuxNative.Write(_wake, (byte*)&one, sizeof(ulong));
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _users) != 0)
+            spin.SpinOnce();
+        LinuxNative.Close(_fd);
+        LinuxNative.Close(_wake);
+        _fd = -1;
+        _wake = -1;
+    }
+}

@@ -1,0 +1,208 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Tunnel.Transport;
+
+/// <summary>
+/// The device's one UDP socket: IPv6 with IPV6_V6ONLY off, so it serves IPv4 peers too (as
+/// IPv4-mapped addresses), falling back to plain IPv4 where the host has no IPv6. Receive and
+/// send use caller buffers and <see cref="SocketAddress"/> objects the caller keeps, so the
+/// steady state allocates nothing: compare a received address with a peer's stored one with
+/// <see cref="SocketAddress.Equals(object)"/>, and convert to <see cref="IPEndPoint"/> only when the
+/// endpoint actually changes.
+/// </summary>
+public sealed class UdpBind : IDisposable
+{
+    /// <summary>What wireguard-go asks for (7 MiB); the kernel caps it at net.core.[rw]mem_max
+    /// unless the FORCE variants succeed (they need CAP_NET_ADMIN).</summary>
+    public const int SocketBufferSize = 7 << 20;
+
+    private const int SO_SNDBUFFORCE = 32;
+    private const int SO_RCVBUFFORCE = 33;
+    private const int SO_MARK = 36;
+
+    private readonly Socket _socket;
+    private volatile bool _closed;
+
+    private UdpBind(Socket socket, bool dualStack)
+    {
+        _socket = socket;
+        DualStack = dualStack;
+        Port = (ushort)((IPEndPoint)socket.LocalEndPoint!).Port;
+    }
+
+    /// <summary>The bound port (the one the system chose when asked for 0).</summary>
+    public ushort Port { get; }
+
+    /// <summary>True for the IPv6 dual-stack socket; false for the IPv4-only fallback.</summary>
+    public bool DualStack { get; }
+
+    public AddressFamily AddressFamily => _socket.AddressFamily;
+
+    /// <summary>Binds <paramref name="port"/> on all addresses (0 = any free port). Throws
+    /// <see cref="SocketException"/> (AddressAlreadyInUse, ...) when the port cannot be had.</summary>
+    public static UdpBind Open(ushort port)
+    {
+        Socket? socket = null;
+        try
+        {
+            if (Socket.OSSupportsIPv6)
+            {
+                socket = new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp) { DualMode = true };
+                Configure(socket);
+                socket.Bind(new IPEndPoint(IPAddress.IPv6Any, port));
+                return new UdpBind(socket, dualStack: true);
+            }
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.AddressFamilyNotSupported
+                                            or SocketError.AddressNotAvailable or SocketError.ProtocolNotSupported)
+        {
+            // IPv6 disabled at runtime (disable_ipv6, ipv6.disable=1): serve IPv4 only.
+            socket?.Dispose();
+        }
+        catch
+        {
+            socket?.Dispose();
+            throw;
+        }
+        socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            Configure(socket);
+            socket.Bind(new IPEndPoint(IPAddress.Any, port));
+            return new UdpBind(socket, dualStack: false);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private static void Configure(Socket socket)
+    {
+        socket.Blocking = true;
+        socket.ReceiveBufferSize = SocketBufferSize;
+        socket.SendBufferSize = SocketBufferSize;
+        TryForceBuffer(socket, SO_RCVBUFFORCE);
+        TryForceBuffer(socket, SO_SNDBUFFORCE);
+    }
+
+    private static void TryForceBuffer(Socket socket, int option)
+    {
+        if (!OperatingSystem.IsLinux())
+            return;
+        Span<byte> value = stackalloc byte[4];
+        BitConverter.TryWriteBytes(value, SocketBufferSize);
+        try
+        {
+            socket.SetRawSocketOption((int)SocketOptionLevel.Socket, option, value);
+        }
+        catch (SocketException)
+        {
+            // Not privileged: the plain setting above (capped by the sysctl) stands.
+        }
+    }
+
+    /// <summary>Sets SO_MARK on outgoing packets (0 clears it); needs CAP_NET_ADMIN.</summary>
+    public void SetFwMark(uint mark)
+    {
+        Span<byte> value = stackalloc byte[4];
+        BitConverter.TryWriteBytes(value, mark);
+        _socket.SetRawSocketOption((int)SocketOptionLevel.Socket, SO_MARK, value);
+    }
+
+    /// <summary>A <see cref="SocketAddress"/> of this socket's family, to receive source addresses
+    /// into (allocate one per receiving thread, reuse it for every packet).</summary>
+    public SocketAddress CreateReceiveAddress() => new(_socket.AddressFamily);
+
+    /// <summary>The address to send to <paramref name="endpoint"/> through this socket (IPv4 is
+    /// mapped into IPv6 on the dual-stack socket). Allocates: do it when the endpoint changes.</summary>
+    public SocketAddress ToSocketAddress(IPEndPoint endpoint)
+    {
+        var address = endpoint.Address;
+        if (DualStack && address.AddressFamily == AddressFamily.InterNetwork)
+            address = address.MapToIPv6();
+        else if (!DualStack && address.IsIPv4MappedToIPv6)
+            address = address.MapToIPv4();
+        return new IPEndPoint(address, endpoint.Port).Serialize();
+    }
+
+    /// <summary>The endpoint a <see cref="SocketAddress"/> names, IPv4-mapped shown as IPv4.</summary>
+    public static IPEndPoint ToEndPoint(SocketAddress address)
+    {
+        var template = address.Family == AddressFamily.InterNetworkV6 ? new IPEndPoint(IPAddress.IPv6Any, 0) : new IPEndPoint(IPAddress.Any, 0);
+        var endpoint = (IPEndPoint)template.Create(address);
+        return endpoint.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(endpoint.Address.MapToIPv4(), endpoint.Port) : endpoint;
+    }
+
+    /// <summary>
+    /// Waits for one datagram; copies it into <paramref name="buffer"/> and its source into
+    /// <paramref name="source"/>. Returns the length, or -1 once the bind is closed. Errors that
+    /// concern one datagram (an ICMP error reported on the socket, a truncated datagram) are
+    /// skipped, not thrown.
+    /// </summary>
+    public int Receive(Span<byte> buffer, SocketAddress source)
+    {
+        while (true)
+        {
+            try
+            {
+                var n = _socket.ReceiveFrom(buffer, SocketFlags.None, source);
+                if (n > 0)
+                    return n;
+                // 0 is what a receiver woken by Dispose's shutdown() sees; otherwise an empty
+                // datagram, which no WireGuard message is.
+                if (_closed)
+                    return -1;
+            }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset
+                                                or SocketError.MessageSize or SocketError.HostUnreachable
+                                                or SocketError.NetworkUnreachable or SocketError.ConnectionRefused)
+            {
+            }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.OperationAborted
+                                                or SocketError.Interrupted or SocketError.Shutdown
+                                                or SocketError.NotSocket)
+            {
+                return -1;
+            }
+            catch (ObjectDisposedException)
+            {
+                return -1;
+            }
+        }
+    }
+
+    /// <summary>Sends one datagram. Returns false when it could not leave (no route, closed, ...):
+    /// UDP gives no delivery promise anyway, and the protocol's timers recover.</summary>
+    public bool Send(ReadOnlySpan<byte> datagram, SocketAddress destination)
+    {
+        try
+        {
+            return _socket.SendTo(datagram, SocketFlags.None, destination) == datagram.Length;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Closes the socket; a thread blocked in <see cref="Receive"/> returns -1.</summary>
+    public void Dispose()
+    {
+        _closed = true;
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (SocketException)
+        {
+        }
+        _socket.Dispose();
+    }
+}

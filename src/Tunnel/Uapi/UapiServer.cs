@@ -1,0 +1,356 @@
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Tunnel.Uapi;
+
+/// <summary>
+/// The cross-platform WireGuard UAPI on a Unix socket (<c>/var/run/wireguard/NAME.sock</c>), the
+/// way wg(8) finds userspace implementations. One connection may carry several requests:
+/// <c>get=1\n\n</c> and <c>set=1\n...\n\n</c>, each answered with <c>errno=N\n\n</c> last; an
+/// unknown operation is not answered and the connection is closed. Clients are untrusted input
+/// even at mode 0600: lines, requests, time and connections are all capped (see
+/// <see cref="UapiServerOptions"/>), and nothing a client sends can throw out of the server.
+/// </summary>
+public sealed class UapiServer : IAsyncDisposable
+{
+    private readonly IUapiDevice _device;
+    private readonly UapiServerOptions _options;
+    private readonly ILogger _log;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly SemaphoreSlim _operation = new(1, 1);
+    private readonly ConcurrentDictionary<int, Task> _connections = new();
+    private Socket? _listener;
+    private Task? _acceptLoop;
+    private int _nextConnection;
+
+    public UapiServer(string interfaceName, IUapiDevice device, UapiServerOptions? options = null,
+        ILogger? logger = null)
+    {
+        if (!IsValidInterfaceName(interfaceName))
+            throw new ArgumentException($"'{interfaceName}' is not a valid interface name (1-15 characters, no '/' or spaces)",
+                nameof(interfaceName));
+        _device = device;
+        _options = options ?? new UapiServerOptions();
+        _log = logger ?? NullLogger.Instance;
+        InterfaceName = interfaceName;
+        SocketPath = Path.Combine(_options.SocketDirectory, interfaceName + ".sock");
+    }
+
+    public string InterfaceName { get; }
+    public string SocketPath { get; }
+
+    /// <summary>Linux IFNAMSIZ rules (at most 15 bytes, no '/', ':' or whitespace), narrowed to
+    /// printable ASCII so the name is one byte per character and safe as a file name.</summary>
+    public static bool IsValidInterfaceName(string name) =>
+        name.Length is > 0 and <= 15 && name is not ("." or "..") &&
+        name.All(c => c is > ' ' and < (char)0x7f and not ('/' or ':'));
+
+    /// <summary>
+    /// Creates the directory (0755) if needed, takes over a stale socket, refuses a live one, and
+    /// starts serving. Throws <see cref="UapiServerException"/> when the socket cannot be had.
+    /// </summary>
+    public void Start()
+    {
+        if (_listener is not null)
+            throw new InvalidOperationException("already started");
+        if (OperatingSystem.IsWindows())
+            throw new PlatformNotSupportedException("the UAPI Unix socket is served on Linux and other Unix systems");
+        try
+        {
+            Directory.CreateDirectory(_options.SocketDirectory,
+                UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute |
+                UnixFileMode.GroupRead | UnixFileMode.GroupExecute |
+                UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UapiServerException($"cannot create {_options.SocketDirectory}: {e.Message}", e);
+        }
+        RemoveStaleSocket();
+
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            listener.Bind(new UnixDomainSocketEndPoint(SocketPath));
+            // chmod before listen: until listen() nobody can connect, so there is no window in
+            // which the socket is reachable with the umask's looser mode.
+            File.SetUnixFileMode(SocketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            listener.Listen(16);
+        }
+        catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
+        {
+            listener.Dispose();
+            throw new UapiServerException($"cannot listen on {SocketPath}: {e.Message}", e);
+        }
+        _listener = listener;
+        _acceptLoop = Task.Run(AcceptLoopAsync);
+        _log.LogInformation("UAPI listening on {Path}", SocketPath);
+    }
+
+    private void RemoveStaleSocket()
+    {
+        if (!File.Exists(SocketPath) && !Directory.Exists(SocketPath))
+            return;
+        using (var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+        {
+            try
+            {
+                probe.Connect(new UnixDomainSocketEndPoint(SocketPath));
+                throw new UapiServerException(
+                    $"{SocketPath} is in use: another daemon serves interface {InterfaceName}");
+            }
+            catch (SocketException)
+            {
+                // Nobody listening: a daemon died without cleaning up. Take the name over, as
+                // wireguard-go does.
+            }
+        }
+        try
+        {
+            File.Delete(SocketPath);
+            _log.LogInformation("removed stale UAPI socket {Path}", SocketPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UapiServerException($"cannot remove stale {SocketPath}: {e.Message}", e);
+        }
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        var listener = _listener!;
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await listener.AcceptAsync(_stop.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException e)
+            {
+                _log.LogWarning("UAPI accept failed: {Error}", e.SocketErrorCode);
+                continue;
+            }
+            if (_connections.Count >= _options.MaxConnections)
+            {
+                _log.LogWarning("UAPI: too many connections, closing a new one");
+                client.Dispose();
+                continue;
+            }
+            var id = Interlocked.Increment(ref _nextConnection);
+            var connection = ServeAsync(client);
+            _connections[id] = connection;
+            _ = connection.ContinueWith(_ => _connections.TryRemove(id, out Task? _), TaskScheduler.Default);
+        }
+    }
+
+    private async Task ServeAsync(Socket client)
+    {
+        await Task.Yield();
+        var reader = new UapiLineReader(client, _options.MaxLineLength);
+        try
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+                deadline.CancelAfter(_options.RequestTimeout);
+                if (!await ServeOneAsync(client, reader, deadline.Token))
+                    return;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            _log.LogDebug("UAPI connection closed: request timeout or shutdown");
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
+        {
+            _log.LogDebug("UAPI connection dropped: {Error}", e.Message);
+        }
+        catch (Exception e)
+        {
+            // The device threw: a bug there, but the server keeps serving other clients.
+            _log.LogError(e, "UAPI request failed");
+        }
+        finally
+        {
+            reader.Clear();
+            DiscardPending(client);
+            client.Dispose();
+        }
+    }
+
+    /// <summary>Serves one request; false when the connection must close.</summary>
+    private async Task<bool> ServeOneAsync(Socket client, UapiLineReader reader, CancellationToken cancel)
+    {
+        reader.Consumed = 0;
+        var (status, length) = await reader.ReadLineAsync(cancel);
+        if (status != LineStatus.Line)
+            return false;
+        var op = reader.Line(length);
+        if (op.SequenceEqual("get=1"))
+            return await GetAsync(client, reader, cancel);
+        if (op.SequenceEqual("set=1"))
+            return await SetAsync(client, reader, cancel);
+        _log.LogWarning("UAPI: unknown operation, closing connection");
+        return false;
+    }
+
+    private async Task<bool> GetAsync(Socket client, UapiLineReader reader, CancellationToken cancel)
+    {
+        var (status, length) = await reader.ReadLineAsync(cancel);
+        if (status == LineStatus.EndOfStream)
+            return false;
+        if (status != LineStatus.Line || length != 0)
+        {
+            await ReplyAsync(client, UapiErrno.Invalid, cancel);
+            return false;
+        }
+        using var reply = new UapiReplyBuffer();
+        await _operation.WaitAsync(cancel);
+        UapiDeviceState state;
+        try
+        {
+            state = _device.GetState();
+        }
+        finally
+        {
+            _operation.Release();
+        }
+        try
+        {
+            UapiGetWriter.Write(state, reply);
+        }
+        finally
+        {
+            Wipe(state);
+        }
+        reply.Append("errno=0\n\n");
+        await SendAsync(client, reply.Written, cancel);
+        return true;
+    }
+
+    private async Task<bool> SetAsync(Socket client, UapiLineReader reader, CancellationToken cancel)
+    {
+        var parser = new UapiSetParser();
+        using var request = parser.Request;
+        while (true)
+        {
+            var (status, length) = await reader.ReadLineAsync(cancel);
+            if (status == LineStatus.EndOfStream)
+                return false; // an unfinished request is never applied
+            if (status != LineStatus.Line || reader.Consumed > _options.MaxRequestBytes)
+            {
+                _log.LogWarning("UAPI set refused: {Problem}",
+                    status == LineStatus.Line ? "request too large" : status == LineStatus.TooLong ? "line too long" : "non-ASCII line");
+                await ReplyAsync(client, UapiErrno.Invalid, cancel);
+                return false; // cannot find the next request boundary reliably
+            }
+            if (length == 0)
+                break;
+            parser.Line(reader.Line(length));
+        }
+
+        var errno = parser.Errno;
+        if (errno != UapiErrno.Ok)
+        {
+            _log.LogWarning("UAPI set refused, nothing changed: {Problem}", parser.Problem);
+        }
+        else
+        {
+            await _operation.WaitAsync(cancel);
+            try
+            {
+                errno = _device.ApplySet(request);
+            }
+            catch (Exception e)
+            {
+                _log.LogError(e, "UAPI set: device failed");
+                errno = UapiErrno.Unknown;
+            }
+            finally
+            {
+                _operation.Release();
+            }
+        }
+        await ReplyAsync(client, errno, cancel);
+        return true;
+    }
+
+    private static async Task ReplyAsync(Socket client, int errno, CancellationToken cancel)
+    {
+        using var reply = new UapiReplyBuffer(32);
+        reply.Append("errno=").Append(errno.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append("\n\n");
+        await SendAsync(client, reply.Written, cancel);
+    }
+
+    private static async Task SendAsync(Socket client, ReadOnlyMemory<byte> bytes, CancellationToken cancel)
+    {
+        while (!bytes.IsEmpty)
+        {
+            var sent = await client.SendAsync(bytes, SocketFlags.None, cancel);
+            bytes = bytes[sent..];
+        }
+    }
+
+    /// <summary>
+    /// Closing a Unix socket with unread input resets the connection, and the client would lose
+    /// the errno line just sent. Swallow what has already arrived (bounded) so the close is clean.
+    /// </summary>
+    private static void DiscardPending(Socket client)
+    {
+        try
+        {
+            Span<byte> scratch = stackalloc byte[4096];
+            for (var total = 0; total < 1 << 20 && client.Available > 0; )
+                total += client.Receive(scratch, SocketFlags.None);
+            client.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+        }
+    }
+
+    private static void Wipe(UapiDeviceState state)
+    {
+        if (state.PrivateKey is not null)
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(state.PrivateKey);
+        foreach (var peer in state.Peers)
+            if (peer.PresharedKey is not null)
+                System.Security.Cryptography.CryptographicOperations.ZeroMemory(peer.PresharedKey);
+    }
+
+    /// <summary>Stops accepting, cuts every connection and removes the socket file.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_stop.IsCancellationRequested)
+            return;
+        _stop.Cancel();
+        if (_listener is null)
+            return;
+        _listener.Dispose();
+        if (_acceptLoop is not null)
+            await _acceptLoop;
+        await Task.WhenAll(_connections.Values);
+        try
+        {
+            File.Delete(SocketPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.LogWarning("could not remove {Path}: {Error}", SocketPath, e.Message);
+        }
+    }
+}
+
+/// <summary>The UAPI socket cannot be served (in use, no permission, ...). The message is for users.</summary>
+public sealed class UapiServerException(string message, Exception? inner = null) : Exception(message, inner);
