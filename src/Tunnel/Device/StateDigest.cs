@@ -8,7 +8,7 @@ public sealed partial class TunnelDevice
     /// A SHA-256 over every piece of protocol state the device holds: per peer the handshake (stage,
     /// indexes, last timestamp, a hash of the Noise state), the cookie generator, the keypairs
     /// (indexes, send counters, replay windows, sendability), the timers, the endpoint, the
-    /// counters and staged packets; and the device's index count and load state. Two equal digests
+    /// counters and staged packets; and the device's index count and rate-limiter size. Two equal digests
     /// mean no input changed anything; tests use it to prove bad input is dropped without effect.
     /// Key material enters only hashed, and the digest never leaves the assembly.
     /// </summary>
@@ -17,13 +17,9 @@ public sealed partial class TunnelDevice
         using var stream = new MemoryStream();
         using (var writer = new BinaryWriter(stream))
         {
+            // The load window is left out on purpose: it is traffic accounting, and every handshake
+            // message with a valid mac1 must count towards it, good or bad.
             writer.Write(Indexes.Count);
-            lock (_loadLock)
-            {
-                writer.Write(_loadWindowStart);
-                writer.Write(_loadWindowCount);
-                writer.Write(_underLoadUntil);
-            }
             writer.Write(_rateLimiter.Count);
             foreach (Peer peer in Volatile.Read(ref _peerList))
                 peer.WriteState(writer);

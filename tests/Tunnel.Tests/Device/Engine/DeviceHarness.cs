@@ -51,6 +51,8 @@ internal sealed class DevicePair : IDisposable
     public Peer PeerA { get; }
     public byte[] PublicA { get; } = new byte[32];
     public byte[] PublicB { get; } = new byte[32];
+    /// <summary>Every datagram <see cref="Pump"/> delivered, in order, for tests that replay or mutate them.</summary>
+    public List<Datagram> History { get; } = [];
 
     public DevicePair(int seed = 1, bool bKnowsA = false)
     {
@@ -84,11 +86,13 @@ internal sealed class DevicePair : IDisposable
         {
             foreach (Datagram d in IoA.TakeSent())
             {
+                History.Add(d);
                 B.ReceiveDatagram(d.Bytes, fromA ?? EndpointA);
                 delivered++;
             }
             foreach (Datagram d in IoB.TakeSent())
             {
+                History.Add(d);
                 A.ReceiveDatagram(d.Bytes, EndpointB);
                 delivered++;
             }
