@@ -58,6 +58,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     }
 
     internal IClock Clock { get; }
+    internal ILogger Logger => _logger;
     internal IRandomGenerator Random { get; }
     internal IDeviceIo Io { get; }
 
