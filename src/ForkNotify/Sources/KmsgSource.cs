@@ -30,11 +30,10 @@ public sealed unsafe class KmsgSource : IForkSource
     private readonly TimeSpan _pollInterval;
     private readonly ILogger _logger;
     private readonly object _lock = new();
+    private readonly SourceWatchThread _watch;
     private readonly StringBuilder _partial = new();
     private int _fd = -1;
     private ForkSourceAvailability? _availability;
-    private WakePipe? _wake;
-    private Thread? _thread;
     private ulong? _lastHistoricalSequence;
 
     public KmsgSource(string path = "/dev/kmsg", TimeSpan? pollInterval = null, ILogger? logger = null)
@@ -42,6 +41,7 @@ public sealed unsafe class KmsgSource : IForkSource
         _path = path;
         _pollInterval = pollInterval ?? TimeSpan.FromMilliseconds(100);
         _logger = logger ?? NullLogger.Instance;
+        _watch = new SourceWatchThread(Name, "kmsg watch", _logger);
     }
 
     public string Name => $"kmsg ({_path})";
@@ -78,8 +78,7 @@ public sealed unsafe class KmsgSource : IForkSource
             throw new InvalidOperationException($"{Name}: {availability}");
         lock (_lock)
         {
-            if (_thread is not null)
-                throw new InvalidOperationException($"{Name}: already started");
+            _watch.ThrowIfStarted(); // before reading: history is read once
             byte[] buffer = new byte[ReadSize];
             ReadAvailable(buffer, record =>
             {
@@ -88,9 +87,7 @@ public sealed unsafe class KmsgSource : IForkSource
                 if (IsForkRecord(record))
                     HistoricalForkLines++;
             });
-            _wake = new WakePipe();
-            _thread = new Thread(() => Watch(onFork, _wake, buffer)) { IsBackground = true, Name = "kmsg watch" };
-            _thread.Start();
+            _watch.Start(wake => Watch(onFork, wake, buffer));
         }
     }
 
@@ -110,14 +107,7 @@ public sealed unsafe class KmsgSource : IForkSource
                     return;
                 if (!IsForkRecord(record))
                     return;
-                try
-                {
-                    onFork(new ForkEvent(Name, null, null, $"kmsg seq {record.Sequence} at {record.TimestampMicroseconds} us: {record.Text}"));
-                }
-                catch (Exception ex)
-                {
-                    _logger.LogError(ex, "{Source}: fork handler threw", Name);
-                }
+                _watch.Deliver(onFork, new ForkEvent(Name, null, null, $"kmsg seq {record.Sequence} at {record.TimestampMicroseconds} us: {record.Text}"));
             });
             if (wake.IsSignalled)
                 break;
@@ -175,18 +165,9 @@ public sealed unsafe class KmsgSource : IForkSource
 
     public void Dispose()
     {
-        Thread? thread;
+        _watch.Dispose(); // first: the thread must be gone before its device is closed
         lock (_lock)
         {
-            thread = _thread;
-            _wake?.Signal();
-        }
-        thread?.Join(TimeSpan.FromSeconds(5));
-        lock (_lock)
-        {
-            _wake?.Dispose();
-            _wake = null;
-            _thread = null;
             if (_fd >= 0)
             {
                 LibC.Close(_fd);

@@ -24,11 +24,10 @@ public sealed unsafe class SysGenIdSource : IForkSource
     private readonly string? _ackPath;
     private readonly ILogger _logger;
     private readonly object _lock = new();
+    private readonly SourceWatchThread _watch;
     private int _fd = -1;
     private int _ackFd = -1;
     private ForkSourceAvailability? _availability;
-    private WakePipe? _wake;
-    private Thread? _thread;
     private int _acknowledged;
 
     public SysGenIdSource(string path = "/dev/sysgenid", string? ackPath = null, ILogger? logger = null)
@@ -36,6 +35,7 @@ public sealed unsafe class SysGenIdSource : IForkSource
         _path = path;
         _ackPath = ackPath;
         _logger = logger ?? NullLogger.Instance;
+        _watch = new SourceWatchThread(Name, "sysgenid watch", _logger);
     }
 
     public string Name => $"sysgenid ({_path})";
@@ -79,14 +79,7 @@ public sealed unsafe class SysGenIdSource : IForkSource
         ForkSourceAvailability availability = Probe();
         if (!availability.IsAvailable)
             throw new InvalidOperationException($"{Name}: {availability}");
-        lock (_lock)
-        {
-            if (_thread is not null)
-                throw new InvalidOperationException($"{Name}: already started");
-            _wake = new WakePipe();
-            _thread = new Thread(() => Watch(onFork, _wake)) { IsBackground = true, Name = "sysgenid watch" };
-            _thread.Start();
-        }
+        _watch.Start(wake => Watch(onFork, wake));
     }
 
     private void Watch(Action<ForkEvent> onFork, WakePipe wake)
@@ -119,7 +112,7 @@ public sealed unsafe class SysGenIdSource : IForkSource
             if (last != value)
             {
                 last = value;
-                Deliver(onFork, new ForkEvent(Name, value, null, $"sysgenid generation {value}"));
+                _watch.Deliver(onFork, new ForkEvent(Name, value, null, $"sysgenid generation {value}"));
             }
             // Acknowledge after the handler ran: the device counts this fd as outdated until then.
             if (LibC.Write(_ackFd >= 0 ? _ackFd : _fd, &value, sizeof(uint)) == sizeof(uint))
@@ -129,32 +122,11 @@ public sealed unsafe class SysGenIdSource : IForkSource
         }
     }
 
-    private void Deliver(Action<ForkEvent> onFork, ForkEvent ev)
-    {
-        try
-        {
-            onFork(ev);
-        }
-        catch (Exception ex)
-        {
-            _logger.LogError(ex, "{Source}: fork handler threw", Name);
-        }
-    }
-
     public void Dispose()
     {
-        Thread? thread;
+        _watch.Dispose(); // first: the thread must be gone before its device is closed
         lock (_lock)
         {
-            thread = _thread;
-            _wake?.Signal();
-        }
-        thread?.Join(TimeSpan.FromSeconds(5));
-        lock (_lock)
-        {
-            _wake?.Dispose();
-            _wake = null;
-            _thread = null;
             CloseDevice();
             _availability = null;
         }

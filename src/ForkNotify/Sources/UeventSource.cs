@@ -23,10 +23,9 @@ public sealed unsafe class UeventSource : IForkSource
     private readonly uint? _allowedSenderPortId;
     private readonly ILogger _logger;
     private readonly object _lock = new();
+    private readonly SourceWatchThread _watch;
     private int _socket = -1;
     private ForkSourceAvailability? _availability;
-    private WakePipe? _wake;
-    private Thread? _thread;
     private int _rejectedSenders;
     private int _ignoredEvents;
 
@@ -36,6 +35,7 @@ public sealed unsafe class UeventSource : IForkSource
     {
         _allowedSenderPortId = allowedSenderPortId;
         _logger = logger ?? NullLogger.Instance;
+        _watch = new SourceWatchThread(Name, "uevent listen", _logger);
     }
 
     public string Name => "uevent (NETLINK_KOBJECT_UEVENT group 1)";
@@ -80,14 +80,7 @@ public sealed unsafe class UeventSource : IForkSource
         ForkSourceAvailability availability = Probe();
         if (!availability.IsAvailable)
             throw new InvalidOperationException($"{Name}: {availability}");
-        lock (_lock)
-        {
-            if (_thread is not null)
-                throw new InvalidOperationException($"{Name}: already started");
-            _wake = new WakePipe();
-            _thread = new Thread(() => Listen(onFork, _wake)) { IsBackground = true, Name = "uevent listen" };
-            _thread.Start();
-        }
+        _watch.Start(wake => Listen(onFork, wake));
     }
 
     private void Listen(Action<ForkEvent> onFork, WakePipe wake)
@@ -112,14 +105,7 @@ public sealed unsafe class UeventSource : IForkSource
                 Interlocked.Increment(ref _ignoredEvents);
                 continue;
             }
-            try
-            {
-                onFork(new ForkEvent(Name, null, null, message.ToString()));
-            }
-            catch (Exception ex)
-            {
-                _logger.LogError(ex, "{Source}: fork handler threw", Name);
-            }
+            _watch.Deliver(onFork, new ForkEvent(Name, null, null, message.ToString()));
         }
     }
 
@@ -157,18 +143,9 @@ public sealed unsafe class UeventSource : IForkSource
 
     public void Dispose()
     {
-        Thread? thread;
+        _watch.Dispose(); // first: the thread must be gone before its device is closed
         lock (_lock)
         {
-            thread = _thread;
-            _wake?.Signal();
-        }
-        thread?.Join(TimeSpan.FromSeconds(5));
-        lock (_lock)
-        {
-            _wake?.Dispose();
-            _wake = null;
-            _thread = null;
             if (_socket >= 0)
             {
                 LibC.Close(_socket);

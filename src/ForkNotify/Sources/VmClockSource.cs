@@ -21,17 +21,17 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
     private readonly TimeSpan _pollInterval;
     private readonly ILogger _logger;
     private readonly object _lock = new();
+    private readonly SourceWatchThread _watch;
     private int _fd = -1;
     private byte* _page;
     private ForkSourceAvailability? _availability;
-    private WakePipe? _wake;
-    private Thread? _thread;
 
     public VmClockSource(string path = "/dev/vmclock0", TimeSpan? pollInterval = null, ILogger? logger = null)
     {
         _path = path;
         _pollInterval = pollInterval ?? TimeSpan.FromMilliseconds(100);
         _logger = logger ?? NullLogger.Instance;
+        _watch = new SourceWatchThread(Name, "vmclock watch", _logger);
     }
 
     public string Name => $"vmclock ({_path})";
@@ -136,15 +136,8 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
         ForkSourceAvailability availability = Probe();
         if (!availability.IsAvailable)
             throw new InvalidOperationException($"{Name}: {availability}");
-        lock (_lock)
-        {
-            if (_thread is not null)
-                throw new InvalidOperationException($"{Name}: already started");
-            _wake = new WakePipe();
-            ulong baseline = Read(); // read here, not on the thread, so a change right after Start is seen
-            _thread = new Thread(() => Watch(onFork, _wake, baseline)) { IsBackground = true, Name = "vmclock watch" };
-            _thread.Start();
-        }
+        ulong baseline = Read(); // read here, not on the thread, so a change right after Start is seen
+        _watch.Start(wake => Watch(onFork, wake, baseline));
     }
 
     private void Watch(Action<ForkEvent> onFork, WakePipe wake, ulong baseline)
@@ -180,7 +173,7 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
             if (TryReadGeneration(out ulong generation) && generation != last)
             {
                 last = generation;
-                Deliver(onFork, new ForkEvent(Name, generation, null, $"vm_generation_counter {generation}"));
+                _watch.Deliver(onFork, new ForkEvent(Name, generation, null, $"vm_generation_counter {generation}"));
             }
             else if (woken)
             {
@@ -191,32 +184,11 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
         }
     }
 
-    private void Deliver(Action<ForkEvent> onFork, ForkEvent ev)
-    {
-        try
-        {
-            onFork(ev);
-        }
-        catch (Exception ex)
-        {
-            _logger.LogError(ex, "{Source}: fork handler threw", Name);
-        }
-    }
-
     public void Dispose()
     {
-        Thread? thread;
+        _watch.Dispose(); // first: the thread must be gone before its device is closed
         lock (_lock)
         {
-            thread = _thread;
-            _wake?.Signal();
-        }
-        thread?.Join(TimeSpan.FromSeconds(5));
-        lock (_lock)
-        {
-            _wake?.Dispose();
-            _wake = null;
-            _thread = null;
             Unmap();
             _availability = ForkSourceAvailability.NotAvailable("disposed");
         }
