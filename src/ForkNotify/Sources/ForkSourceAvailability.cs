@@ -7,5 +7,12 @@ public readonly record struct ForkSourceAvailability(bool IsAvailable, string? R
 
     public static ForkSourceAvailability NotAvailable(string reason) => new(false, reason);
 
+    /// <summary>What <see cref="IForkSource.Start"/> does with a source that cannot be used.</summary>
+    internal void ThrowIfUnavailable(string sourceName)
+    {
+        if (!IsAvailable)
+            throw new InvalidOperationException($"{sourceName}: {this}");
+    }
+
     public override string ToString() => IsAvailable ? "available" : $"not available: {Reason}";
 }

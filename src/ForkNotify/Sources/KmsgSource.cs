@@ -73,9 +73,7 @@ public sealed unsafe class KmsgSource : IForkSource
     public void Start(Action<ForkEvent> onFork)
     {
         ArgumentNullException.ThrowIfNull(onFork);
-        ForkSourceAvailability availability = Probe();
-        if (!availability.IsAvailable)
-            throw new InvalidOperationException($"{Name}: {availability}");
+        Probe().ThrowIfUnavailable(Name);
         lock (_lock)
         {
             _watch.ThrowIfStarted(); // before reading: history is read once

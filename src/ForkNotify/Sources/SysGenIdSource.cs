@@ -76,9 +76,7 @@ public sealed unsafe class SysGenIdSource : IForkSource
     public void Start(Action<ForkEvent> onFork)
     {
         ArgumentNullException.ThrowIfNull(onFork);
-        ForkSourceAvailability availability = Probe();
-        if (!availability.IsAvailable)
-            throw new InvalidOperationException($"{Name}: {availability}");
+        Probe().ThrowIfUnavailable(Name);
         _watch.Start(wake => Watch(onFork, wake));
     }
 

@@ -54,11 +54,8 @@ public sealed unsafe class UeventSource : IForkSource
                 return ok;
             ForkSourceAvailability result = OpenSocket();
             _availability = result;
-            if (!result.IsAvailable && _socket >= 0)
-            {
-                LibC.Close(_socket);
-                _socket = -1;
-            }
+            if (!result.IsAvailable)
+                CloseSocket();
             return result;
         }
     }
@@ -77,9 +74,7 @@ public sealed unsafe class UeventSource : IForkSource
     public void Start(Action<ForkEvent> onFork)
     {
         ArgumentNullException.ThrowIfNull(onFork);
-        ForkSourceAvailability availability = Probe();
-        if (!availability.IsAvailable)
-            throw new InvalidOperationException($"{Name}: {availability}");
+        Probe().ThrowIfUnavailable(Name);
         _watch.Start(wake => Listen(onFork, wake));
     }
 
@@ -146,12 +141,17 @@ public sealed unsafe class UeventSource : IForkSource
         _watch.Dispose(); // first: the thread must be gone before its device is closed
         lock (_lock)
         {
-            if (_socket >= 0)
-            {
-                LibC.Close(_socket);
-                _socket = -1;
-            }
+            CloseSocket();
             _availability = null;
+        }
+    }
+
+    private void CloseSocket()
+    {
+        if (_socket >= 0)
+        {
+            LibC.Close(_socket);
+            _socket = -1;
         }
     }
 }

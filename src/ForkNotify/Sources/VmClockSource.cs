@@ -133,9 +133,7 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
     public void Start(Action<ForkEvent> onFork)
     {
         ArgumentNullException.ThrowIfNull(onFork);
-        ForkSourceAvailability availability = Probe();
-        if (!availability.IsAvailable)
-            throw new InvalidOperationException($"{Name}: {availability}");
+        Probe().ThrowIfUnavailable(Name);
         ulong baseline = Read(); // read here, not on the thread, so a change right after Start is seen
         _watch.Start(wake => Watch(onFork, wake, baseline));
     }
