@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the BenchmarkDotNet micro-benchmarks (bench/Tunnel.Bench) in Release with MicroConfig's
-# short job (3 warm-ups, 10 x 100 ms iterations, one process per case: a few minutes on 2 cores).
+# short job (3 warm-ups, 10 x 150 ms iterations, one process per case: a few minutes on 2 cores).
 #
 #   bash bench/run-micro.sh                       # everything
 #   FILTER='*Aead*' bash bench/run-micro.sh       # one class (BenchmarkDotNet glob on full names)
