@@ -8,7 +8,7 @@ namespace Tunnel.Bench;
 /// <summary>
 /// The default configuration of this suite: one short job, so that every micro-benchmark together
 /// finishes in a few minutes on a 2-core machine. BenchmarkDotNet's own default job (15+
-/// iterations of ~0.5 s, adaptive) would take most of an hour for the same set.
+/// iterations of ~0.5 s, adaptive) would take tens of minutes for the same set.
 /// </summary>
 /// <remarks>
 /// Per benchmark case: one process, a pilot stage that sizes an invocation batch to
