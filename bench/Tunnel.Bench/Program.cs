@@ -1,4 +1,11 @@
+using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Running;
+using Tunnel.Bench;
 
-// Run with: dotnet run -c Release --project bench/Tunnel.Bench -- --filter '*'
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+// Run with: bash bench/run-micro.sh            (the whole suite, short job, results in bench/results/)
+//      or:  dotnet run -c Release --project bench/Tunnel.Bench -- --filter '*Aead*'
+// A job named on the command line (--job dry, --job default, ...) replaces the short job of
+// MicroConfig: BenchmarkDotNet would otherwise run both.
+bool jobGiven = args.Any(a => a is "--job" or "-j" || a.StartsWith("--job=", StringComparison.Ordinal));
+IConfig config = jobGiven ? DefaultConfig.Instance : new MicroConfig();
+BenchmarkSwitcher.FromAssembly(typeof(MicroConfig).Assembly).Run(args, config);
