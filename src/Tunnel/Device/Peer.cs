@@ -1,0 +1,284 @@
+using Tunnel.Crypto;
+
+namespace Tunnel.Device;
+
+/// <summary>
+/// One remote peer of a <see cref="TunnelDevice"/> (wireguard-go's Peer, the kernel's wg_peer): its
+/// static key, preshared key, handshake, cookie generator, keypairs, endpoint, staged packets,
+/// timers (Timers.cs) and byte counters. Sending lives in Send.cs, receiving in Receive.cs.
+/// </summary>
+/// <remarks>
+/// Thread safety: handshake steps, keypair rotation and the endpoint are changed under
+/// <see cref="_lock"/>; encryption and decryption run outside it on a keypair read lock-free;
+/// counters and timer deadlines are plain fields written with Interlocked/Volatile. All mutable
+/// state is in plain fields of this object, its <see cref="Keypairs"/>, <see cref="Handshake"/> and
+/// <see cref="StagedPackets"/>, so a later VM-snapshot capture can copy it.
+/// </remarks>
+public sealed partial class Peer
+{
+    private readonly Lock _lock = new();
+    private readonly TunnelDevice _device;
+    private readonly PublicKey _publicKey;
+    private readonly SymmetricKey _presharedKey = new();
+    private readonly CookieGenerator _cookieGenerator;
+    private readonly StagedPackets _staged = new(Constants.MaxStagedPackets);
+
+    // Null while the device has no private key: no handshake is possible.
+    private Handshake? _handshake;
+    // The index our pending handshake is registered under (0 = none). Kept here, not read back from
+    // the handshake, because consuming an initiation resets the handshake's own index.
+    private uint _handshakeIndex;
+
+    private Endpoint _endpoint;
+    private bool _hasEndpoint;
+
+    private long _rxBytes;
+    private long _txBytes;
+    private long _lastHandshakeUtcTicks; // 0 = never
+    private ushort _persistentKeepaliveInterval;
+    private bool _removed;
+
+    internal Peer(TunnelDevice device, PublicKey publicKey, StaticIdentity? identity)
+    {
+        _device = device;
+        _publicKey = publicKey;
+        _cookieGenerator = new CookieGenerator(publicKey);
+        if (identity is not null)
+            _handshake = new Handshake(identity, publicKey);
+        InitTimers();
+    }
+
+    public PublicKey PublicKey => _publicKey;
+
+    public Keypairs Keypairs { get; } = new();
+
+    internal TunnelDevice Device => _device;
+    internal Handshake? Handshake => Volatile.Read(ref _handshake);
+    internal uint HandshakeIndex { get { lock (_lock) return _handshakeIndex; } }
+    internal int StagedCount => _staged.Count;
+
+    public void CopyPublicKey(Span<byte> dst) => _publicKey.CopyTo(dst);
+
+    /// <summary>32 bytes; all zeros means none.</summary>
+    public void SetPresharedKey(ReadOnlySpan<byte> psk)
+    {
+        lock (_lock)
+        {
+            _presharedKey.Set(psk);
+            _handshake?.SetPresharedKey(psk);
+        }
+    }
+
+    public void CopyPresharedKey(Span<byte> dst)
+    {
+        lock (_lock) _presharedKey.Bytes.CopyTo(dst);
+    }
+
+    /// <summary>Where datagrams for this peer go; follows the last authenticated packet (roaming).</summary>
+    public Endpoint? Endpoint
+    {
+        get { lock (_lock) return _hasEndpoint ? _endpoint : null; }
+        set
+        {
+            lock (_lock)
+            {
+                _hasEndpoint = value.HasValue;
+                _endpoint = value.GetValueOrDefault();
+            }
+        }
+    }
+
+    /// <summary>Seconds between persistent keepalives, 0 = off. Setting it arms the timer at once.</summary>
+    public ushort PersistentKeepaliveInterval
+    {
+        get => Volatile.Read(ref _persistentKeepaliveInterval);
+        set
+        {
+            Volatile.Write(ref _persistentKeepaliveInterval, value);
+            if (value == 0)
+                Volatile.Write(ref _persistentKeepaliveDeadline, Never);
+            else
+                Volatile.Write(ref _persistentKeepaliveDeadline, _device.Clock.MonotonicNanos + value * Constants.NanosPerSecond);
+        }
+    }
+
+    /// <summary>Wall-clock time of the last completed handshake, or null.</summary>
+    public DateTimeOffset? LastHandshakeTime
+    {
+        get
+        {
+            long ticks = Volatile.Read(ref _lastHandshakeUtcTicks);
+            return ticks == 0 ? null : new DateTimeOffset(ticks, TimeSpan.Zero);
+        }
+    }
+
+    /// <summary>
+    /// Bytes received from / sent to this peer, counted as the kernel counts them: the whole
+    /// WireGuard message (UDP payload) of every authenticated transport packet, keepalives included,
+    /// padding and the 32 bytes of header and tag included; plus each handshake initiation (148)
+    /// and response (92) sent or accepted. Cookie replies and rejected packets do not count. This
+    /// is what the kernel's wg_socket_send_*_to_peer (tx += skb->len), wg_receive_handshake_packet
+    /// (rx += skb->len) and wg_packet_consume_data_done (rx += message_data_len(padded length))
+    /// add up to; netns.sh checks it: 10 pings of 84 bytes (padded to 96, 128 on the wire) give the
+    /// initiator tx = 148 + 10 x 128 = 1428 (1460 with a keepalive) and rx = 92 + 10 x 128 = 1372.
+    /// </summary>
+    public ulong RxBytes => (ulong)Volatile.Read(ref _rxBytes);
+
+    /// <inheritdoc cref="RxBytes"/>
+    public ulong TxBytes => (ulong)Volatile.Read(ref _txBytes);
+
+    /// <summary>Sends an initiation now, unless one was sent less than REKEY_TIMEOUT ago.</summary>
+    public void InitiateHandshake() => SendHandshakeInitiation(isRetry: false);
+
+    /// <summary>Sends the staged packets, or an empty keepalive when none are staged.</summary>
+    public void SendKeepalive() => SendKeepaliveOrStaged();
+
+    /// <summary>
+    /// Stops the current (and pending next) keypair from sending and drops the handshake in
+    /// progress, so the next packet starts a new handshake; receiving still works for packets in
+    /// flight (kernel wg_noise_expire_current_peer_keypairs).
+    /// </summary>
+    public void ExpireCurrentKeypairs()
+    {
+        lock (_lock)
+        {
+            ClearHandshakeLocked();
+            Keypairs.Current?.DisallowSending();
+            Keypairs.Next?.DisallowSending();
+        }
+    }
+
+    /// <summary>Zeroes the handshake in progress and all three keypairs, freeing their indexes.</summary>
+    public void ClearSessions()
+    {
+        lock (_lock)
+        {
+            ClearHandshakeLocked();
+            Keypairs.Clear(out Keypair? previous, out Keypair? current, out Keypair? next);
+            RetireLocked(previous);
+            RetireLocked(current);
+            RetireLocked(next);
+        }
+    }
+
+    public override string ToString() => $"Peer({_publicKey})";
+
+    // ---- used by the device ----
+
+    /// <summary>The device's key changed (or was removed): rebind the handshake, drop every session.</summary>
+    internal void SetIdentity(StaticIdentity? identity)
+    {
+        lock (_lock)
+        {
+            ClearHandshakeLocked();
+            if (identity is null)
+            {
+                _handshake?.Dispose();
+                Volatile.Write(ref _handshake, null);
+            }
+            else if (_handshake is null)
+            {
+                var handshake = new Handshake(identity, _publicKey);
+                handshake.SetPresharedKey(_presharedKey.Bytes);
+                Volatile.Write(ref _handshake, handshake);
+            }
+            else
+            {
+                _handshake.SetLocalIdentity(identity);
+            }
+        }
+        ExpireCurrentKeypairs();
+    }
+
+    /// <summary>Removal from the device: zero everything and stop all timers.</summary>
+    internal void Remove()
+    {
+        ClearSessions();
+        lock (_lock)
+        {
+            _removed = true;
+            _handshake?.Dispose();
+            Volatile.Write(ref _handshake, null);
+            _presharedKey.Dispose();
+            _cookieGenerator.Dispose();
+        }
+        _staged.Clear();
+        StopTimers();
+    }
+
+    internal bool IsRemoved { get { lock (_lock) return _removed; } }
+
+    private void ClearHandshakeLocked()
+    {
+        FreeHandshakeIndexLocked();
+        _handshake?.Clear();
+    }
+
+    private void FreeHandshakeIndexLocked()
+    {
+        if (_handshakeIndex != 0)
+        {
+            _device.Indexes.Remove(_handshakeIndex, this);
+            _handshakeIndex = 0;
+        }
+    }
+
+    /// <summary>Zeroes a keypair that left its slot and frees its index.</summary>
+    private void RetireLocked(Keypair? keypair)
+    {
+        if (keypair is null)
+            return;
+        _device.Indexes.Remove(keypair.LocalIndex, keypair);
+        keypair.Dispose();
+    }
+
+    /// <summary>
+    /// Turns a completed handshake into a keypair: its handshake index now names the keypair, and
+    /// it goes into the slots (current for the initiator, next for the responder).
+    /// </summary>
+    private bool DeriveKeypairLocked(long now)
+    {
+        if (_handshake is null)
+            return false;
+        SessionKeys? keys = NoiseProtocol.BeginSession(_handshake);
+        if (keys is null)
+            return false;
+        var keypair = new Keypair(keys, this, now, _device.Generation);
+        if (!_device.Indexes.Replace(_handshakeIndex, this, keypair))
+        {
+            keypair.Dispose();
+            _handshakeIndex = 0;
+            return false;
+        }
+        _handshakeIndex = 0;
+        Keypairs.Add(keypair, out Keypair? retiredA, out Keypair? retiredB);
+        RetireLocked(retiredA);
+        RetireLocked(retiredB);
+        _sentLastMinuteHandshake = false;
+        return true;
+    }
+
+    private bool TryGetEndpoint(out Endpoint endpoint)
+    {
+        lock (_lock)
+        {
+            endpoint = _endpoint;
+            return _hasEndpoint;
+        }
+    }
+
+    /// <summary>Roaming: the endpoint follows the last authenticated packet (whitepaper 2.1).</summary>
+    private void UpdateEndpoint(in Endpoint from)
+    {
+        lock (_lock)
+        {
+            if (_hasEndpoint && _endpoint == from)
+                return;
+            _endpoint = from;
+            _hasEndpoint = true;
+        }
+    }
+
+    private void AddRx(int bytes) => Interlocked.Add(ref _rxBytes, bytes);
+    private void AddTx(int bytes) => Interlocked.Add(ref _txBytes, bytes);
+}

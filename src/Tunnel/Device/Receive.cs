@@ -1,0 +1,205 @@
+using System.Buffers;
+
+namespace Tunnel.Device;
+
+public sealed partial class TunnelDevice
+{
+    /// <summary>
+    /// A datagram from the UDP socket. Dispatched by message type and exact length; anything that
+    /// does not fit, fails authentication or is a replay is dropped silently and changes nothing.
+    /// Thread-safe, no allocation in steady state.
+    /// </summary>
+    public void ReceiveDatagram(ReadOnlySpan<byte> datagram, in Endpoint from)
+    {
+        // ReadType reads the whole little-endian word, so nonzero reserved bytes match no type.
+        switch (MessageHeader.ReadType(datagram))
+        {
+            case MessageType.Initiation when datagram.Length == MessageInitiation.Size:
+                ReceiveInitiation(datagram, from);
+                break;
+            case MessageType.Response when datagram.Length == MessageResponse.Size:
+                ReceiveResponse(datagram, from);
+                break;
+            case MessageType.CookieReply when datagram.Length == MessageCookieReply.Size:
+                ReceiveCookieReply(datagram);
+                break;
+            case MessageType.Transport when datagram.Length >= MessageTransport.MinimumSize:
+                ReceiveTransport(datagram, from);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// The cookie layer's gate for handshake messages: mac1 always; when under load, a valid mac2
+    /// or else a cookie reply, and then the per-source rate limiter. True to go on.
+    /// </summary>
+    private bool PassesCookieChecks(ReadOnlySpan<byte> message, in Endpoint from, long now)
+    {
+        CookieChecker? checker = Volatile.Read(ref _cookieChecker);
+        if (checker is null)
+            return false;
+        Span<byte> source = stackalloc byte[18];
+        int sourceLength = from.WriteCookieSource(source);
+        bool underLoad = CountHandshakeAndCheckLoad(now);
+        switch (checker.Check(message, source[..sourceLength], underLoad, ToTimeSpan(now)))
+        {
+            case MacVerdict.Accept:
+                break;
+            case MacVerdict.SendCookieReply:
+                Span<byte> reply = stackalloc byte[MessageCookieReply.Size];
+                if (checker.CreateReply(message, source[..sourceLength], ToTimeSpan(now), reply))
+                    Io.SendDatagram(reply, from);
+                return false;
+            default:
+                return false;
+        }
+        if (!underLoad)
+            return true;
+        Span<byte> address = stackalloc byte[16];
+        from.WriteAddressBytes(address, out int addressLength);
+        return _rateLimiter.Allow(address[..addressLength]);
+    }
+
+    private void ReceiveInitiation(ReadOnlySpan<byte> message, in Endpoint from)
+    {
+        long now = Clock.MonotonicNanos;
+        StaticIdentity? identity = Volatile.Read(ref _identity);
+        if (identity is null || !PassesCookieChecks(message, from, now))
+            return;
+        Handshake? handshake = NoiseProtocol.ConsumeInitiation(identity, this, message, ToTimeSpan(now));
+        if (handshake is null || !_peers.TryGetValue(handshake.RemoteStatic, out Peer? peer))
+            return;
+        peer.OnInitiationConsumed(message.Length, from, now);
+    }
+
+    private void ReceiveResponse(ReadOnlySpan<byte> message, in Endpoint from)
+    {
+        long now = Clock.MonotonicNanos;
+        if (!PassesCookieChecks(message, from, now))
+            return;
+        if (Indexes.Lookup(MessageResponse.ReceiverIndex(message)) is Peer peer)
+            peer.ConsumeResponse(message, from, now);
+    }
+
+    private void ReceiveCookieReply(ReadOnlySpan<byte> message)
+    {
+        // The receiver index is the sender index of our handshake message, which names the peer
+        // while that handshake is pending.
+        if (Indexes.Lookup(MessageCookieReply.ReceiverIndex(message)) is Peer peer)
+            peer.ConsumeCookieReply(message, Clock.MonotonicNanos);
+    }
+
+    private void ReceiveTransport(ReadOnlySpan<byte> message, in Endpoint from)
+    {
+        if (Indexes.Lookup(MessageTransport.ReceiverIndex(message)) is not Keypair keypair)
+            return;
+        long now = Clock.MonotonicNanos;
+        if (keypair.IsExpired(now))
+            return;
+
+        int contentLength = message.Length - MessageTransport.MinimumSize;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(Math.Max(contentLength, 1));
+        try
+        {
+            Span<byte> plaintext = buffer.AsSpan(0, contentLength);
+            ulong counter = MessageTransport.Counter(message);
+            Span<byte> nonce = stackalloc byte[12];
+            Peer.WriteNonce(nonce, counter);
+            if (!Crypto.Sodium.ChaCha20Poly1305Decrypt(plaintext, message[MessageTransport.ContentOffset..],
+                    ReadOnlySpan<byte>.Empty, nonce, keypair.ReceiveKey))
+                return;
+            // Only now, with the packet authenticated, may it move the replay window.
+            if (!keypair.ReplayFilter.ValidateCounter(counter, Constants.RejectAfterMessages))
+                return;
+            keypair.Peer.OnTransportAuthenticated(keypair, plaintext, message.Length, from, now);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}
+
+public sealed partial class Peer
+{
+    internal void OnInitiationConsumed(int messageLength, in Endpoint from, long now)
+    {
+        UpdateEndpoint(from);
+        AddRx(messageLength);
+        TimersAnyAuthenticatedPacketTraversal(now);
+        TimersAnyAuthenticatedPacketReceived();
+        SendHandshakeResponse();
+    }
+
+    internal void ConsumeResponse(ReadOnlySpan<byte> message, in Endpoint from, long now)
+    {
+        Handshake? handshake = Handshake;
+        if (handshake is null || !NoiseProtocol.ConsumeResponse(handshake, message))
+            return;
+        lock (_lock)
+        {
+            if (_removed || !DeriveKeypairLocked(now))
+                return;
+        }
+        UpdateEndpoint(from);
+        AddRx(message.Length);
+        TimersAnyAuthenticatedPacketTraversal(now);
+        TimersAnyAuthenticatedPacketReceived();
+        TimersSessionDerived(now);
+        TimersHandshakeComplete();
+        // The staged packets, or a keepalive, confirm the new session to the responder.
+        SendKeepaliveOrStaged();
+    }
+
+    internal void ConsumeCookieReply(ReadOnlySpan<byte> message, long now) =>
+        _cookieGenerator.ConsumeReply(message, TunnelDevice.ToTimeSpan(now));
+
+    internal void OnTransportAuthenticated(Keypair keypair, ReadOnlySpan<byte> plaintext, int messageLength,
+        in Endpoint from, long now)
+    {
+        bool confirmed;
+        lock (_lock)
+        {
+            if (_removed)
+                return;
+            confirmed = Keypairs.ReceivedWith(keypair, out Keypair? retired);
+            RetireLocked(retired);
+        }
+        if (confirmed)
+            TimersHandshakeComplete();
+
+        UpdateEndpoint(from);
+        AddRx(messageLength);
+        TimersAnyAuthenticatedPacketTraversal(now);
+        TimersAnyAuthenticatedPacketReceived();
+        KeepKeyFreshOnReceive(now);
+        if (confirmed)
+            SendStaged();
+
+        if (plaintext.Length == 0)
+            return; // a keepalive: it did its job by arriving
+
+        // Cryptokey routing, inbound: the inner source must be one of this peer's allowed IPs.
+        if (!IpHeader.TryGetSource(plaintext, out ReadOnlySpan<byte> source, out int length)
+            || !ReferenceEquals(_device.AllowedIps.Lookup(source), this))
+            return;
+        _device.Io.DeliverPacket(plaintext[..length], this);
+        TimersDataReceived(now);
+    }
+
+    /// <summary>
+    /// The initiator's session is close to REJECT_AFTER_TIME and we are receiving: rekey once now,
+    /// so a new session is ready before the old one dies (kernel keep_key_fresh on receive).
+    /// </summary>
+    private void KeepKeyFreshOnReceive(long now)
+    {
+        Keypair? current = Keypairs.Current;
+        if (current is null || !current.IsInitiator || _sentLastMinuteHandshake)
+            return;
+        if (now - current.CreatedNanos >= Constants.RejectAfterTimeNanos - Constants.KeepaliveTimeoutNanos - Constants.RekeyTimeoutNanos)
+        {
+            _sentLastMinuteHandshake = true;
+            SendHandshakeInitiation(isRetry: false);
+        }
+    }
+}

@@ -1,0 +1,217 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using Tunnel.Crypto;
+
+namespace Tunnel.Device;
+
+public sealed partial class TunnelDevice
+{
+    /// <summary>
+    /// A packet from the TUN device: routed by its destination address (cryptokey routing: the
+    /// peer whose allowed IPs hold it), then encrypted to that peer, or staged while a handshake
+    /// runs. Not an IPv4/IPv6 packet, or no peer for it: dropped. Thread-safe, no allocation in
+    /// steady state.
+    /// </summary>
+    public void SendPacket(ReadOnlySpan<byte> ipPacket)
+    {
+        if (!IpHeader.TryGetDestination(ipPacket, out ReadOnlySpan<byte> destination))
+            return;
+        Peer? peer = AllowedIps.Lookup(destination);
+        peer?.SendData(ipPacket);
+    }
+}
+
+public sealed partial class Peer
+{
+    /// <summary>Sends one inner packet, or stages it and starts a handshake when no session can send.</summary>
+    internal void SendData(ReadOnlySpan<byte> packet)
+    {
+        long now = _device.Clock.MonotonicNanos;
+        Keypair? keypair = Keypairs.Current;
+        if (!CanSendWith(keypair, now) || !EncryptAndSend(keypair!, packet, now))
+        {
+            _staged.Enqueue(packet);
+            SendHandshakeInitiation(isRetry: false);
+        }
+    }
+
+    /// <summary>The staged packets if there are any (they prove liveness as well), else an empty one.</summary>
+    private void SendKeepaliveOrStaged()
+    {
+        if (_staged.Count > 0)
+        {
+            SendStaged();
+            return;
+        }
+        long now = _device.Clock.MonotonicNanos;
+        Keypair? keypair = Keypairs.Current;
+        if (!CanSendWith(keypair, now) || !EncryptAndSend(keypair!, ReadOnlySpan<byte>.Empty, now))
+            SendHandshakeInitiation(isRetry: false);
+    }
+
+    /// <summary>Flushes the staged packets in order while the current keypair can send.</summary>
+    private void SendStaged()
+    {
+        while (true)
+        {
+            long now = _device.Clock.MonotonicNanos;
+            Keypair? keypair = Keypairs.Current;
+            if (!CanSendWith(keypair, now))
+            {
+                if (_staged.Count > 0)
+                    SendHandshakeInitiation(isRetry: false);
+                return;
+            }
+            if (!_staged.TryDequeue(out byte[] buffer, out int length))
+                return;
+            bool sent = EncryptAndSend(keypair!, buffer.AsSpan(0, length), now);
+            if (!sent)
+                _staged.Enqueue(buffer.AsSpan(0, length)); // keypair used up meanwhile: keep it for the next one
+            StagedPackets.Release(buffer);
+        }
+    }
+
+    private static bool CanSendWith(Keypair? keypair, long now) =>
+        keypair is not null && keypair.CanSend && !keypair.IsExpired(now);
+
+    /// <summary>
+    /// Encrypts <paramref name="packet"/> (empty = keepalive) under <paramref name="keypair"/>, padded
+    /// to 16, and sends it. False if the keypair's counters are used up (REJECT_AFTER_MESSAGES): it
+    /// is then barred from sending and the caller stages the packet.
+    /// </summary>
+    private bool EncryptAndSend(Keypair keypair, ReadOnlySpan<byte> packet, long now)
+    {
+        if (!keypair.TryTakeNonce(out ulong counter))
+        {
+            keypair.DisallowSending();
+            return false;
+        }
+
+        int padded = MessageTransport.PaddedLength(packet.Length, _device.Mtu);
+        int size = MessageTransport.MessageSize(padded);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(size);
+        try
+        {
+            Span<byte> message = buffer.AsSpan(0, size);
+            MessageTransport.WriteHeader(message, keypair.RemoteIndex, counter);
+            Span<byte> content = message.Slice(MessageTransport.ContentOffset, padded);
+            packet.CopyTo(content);
+            content[packet.Length..].Clear();
+            Span<byte> nonce = stackalloc byte[12];
+            WriteNonce(nonce, counter);
+            Sodium.ChaCha20Poly1305Encrypt(message[MessageTransport.ContentOffset..], content,
+                ReadOnlySpan<byte>.Empty, nonce, keypair.SendKey);
+
+            // Zeroed while we encrypted (cleared sessions, fork guard): what we made is worthless.
+            if (keypair.IsZeroed || !TryGetEndpoint(out Endpoint to))
+                return true;
+            _device.Io.SendDatagram(message, to);
+            AddTx(size);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        TimersAnyAuthenticatedPacketTraversal(now);
+        TimersAnyAuthenticatedPacketSent();
+        if (packet.Length != 0)
+            TimersDataSent(now);
+
+        // Keep the key fresh (whitepaper 6.2): the initiator rekeys after REKEY_AFTER_TIME, either
+        // side after REKEY_AFTER_MESSAGES.
+        if (counter >= Constants.RekeyAfterMessages
+            || (keypair.IsInitiator && now - keypair.CreatedNanos >= Constants.RekeyAfterTimeNanos))
+            SendHandshakeInitiation(isRetry: false);
+        return true;
+    }
+
+    /// <summary>The AEAD nonce: 32 zero bits then the 64-bit counter, little-endian.</summary>
+    internal static void WriteNonce(Span<byte> nonce, ulong counter)
+    {
+        BinaryPrimitives.WriteUInt32LittleEndian(nonce, 0);
+        BinaryPrimitives.WriteUInt64LittleEndian(nonce[4..], counter);
+    }
+
+    /// <summary>
+    /// Creates and sends a handshake initiation. Not more often than every REKEY_TIMEOUT (the
+    /// whitepaper's rule, wireguard-go's lastSentHandshake check); a retry keeps the attempt count,
+    /// a fresh start resets it.
+    /// </summary>
+    internal void SendHandshakeInitiation(bool isRetry)
+    {
+        Span<byte> message = stackalloc byte[MessageInitiation.Size];
+        long now = _device.Clock.MonotonicNanos;
+        Endpoint to;
+        bool hasEndpoint;
+        lock (_lock)
+        {
+            if (_removed || _handshake is null || !_handshake.CanHandshake)
+                return;
+            if (!isRetry)
+                Volatile.Write(ref _handshakeAttempts, 0);
+            if (_hasSentHandshake && now - _lastSentHandshakeNanos < Constants.RekeyTimeoutNanos)
+                return;
+            _hasSentHandshake = true;
+            _lastSentHandshakeNanos = now;
+
+            FreeHandshakeIndexLocked();
+            uint index = _device.Indexes.Insert(this);
+            if (!NoiseProtocol.CreateInitiation(_handshake, index, Tai64N.FromDateTime(_device.Clock.UtcNow),
+                    _device.Random, message))
+            {
+                _device.Indexes.Remove(index, this);
+                return;
+            }
+            _handshakeIndex = index;
+            _cookieGenerator.AddMacs(message, TunnelDevice.ToTimeSpan(now));
+            to = _endpoint;
+            hasEndpoint = _hasEndpoint;
+        }
+
+        if (hasEndpoint)
+        {
+            _device.Io.SendDatagram(message, to);
+            AddTx(message.Length);
+        }
+        TimersAnyAuthenticatedPacketTraversal(now);
+        TimersAnyAuthenticatedPacketSent();
+        TimersHandshakeInitiated(now);
+    }
+
+    /// <summary>Answers the initiation just consumed into our handshake and derives the (next) keypair.</summary>
+    private void SendHandshakeResponse()
+    {
+        Span<byte> message = stackalloc byte[MessageResponse.Size];
+        long now = _device.Clock.MonotonicNanos;
+        Endpoint to;
+        bool hasEndpoint;
+        lock (_lock)
+        {
+            if (_removed || _handshake is null)
+                return;
+            FreeHandshakeIndexLocked();
+            uint index = _device.Indexes.Insert(this);
+            if (!NoiseProtocol.CreateResponse(_handshake, index, _device.Random, message))
+            {
+                _device.Indexes.Remove(index, this);
+                return;
+            }
+            _handshakeIndex = index;
+            if (!DeriveKeypairLocked(now))
+                return;
+            _cookieGenerator.AddMacs(message, TunnelDevice.ToTimeSpan(now));
+            to = _endpoint;
+            hasEndpoint = _hasEndpoint;
+        }
+
+        if (hasEndpoint)
+        {
+            _device.Io.SendDatagram(message, to);
+            AddTx(message.Length);
+        }
+        TimersSessionDerived(now);
+        TimersAnyAuthenticatedPacketTraversal(now);
+        TimersAnyAuthenticatedPacketSent();
+    }
+}

@@ -1,0 +1,78 @@
+using System.Buffers;
+
+namespace Tunnel.Device;
+
+/// <summary>
+/// Packets a peer holds while it has no usable session (kernel staged_packet_queue): a bounded
+/// FIFO of copies in pooled buffers; when full, the oldest packet is dropped, as the kernel does.
+/// Thread-safe.
+/// </summary>
+internal sealed class StagedPackets
+{
+    private readonly Lock _lock = new();
+    private readonly byte[]?[] _buffers;
+    private readonly int[] _lengths;
+    private int _head;
+    private int _count;
+
+    public StagedPackets(int capacity)
+    {
+        _buffers = new byte[capacity][];
+        _lengths = new int[capacity];
+    }
+
+    public int Count { get { lock (_lock) return _count; } }
+
+    /// <summary>Copies <paramref name="packet"/> in; drops the oldest packet if full.</summary>
+    public void Enqueue(ReadOnlySpan<byte> packet)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(Math.Max(packet.Length, 1));
+        packet.CopyTo(buffer);
+        byte[]? dropped = null;
+        lock (_lock)
+        {
+            if (_count == _buffers.Length)
+            {
+                dropped = _buffers[_head];
+                _buffers[_head] = null;
+                _head = (_head + 1) % _buffers.Length;
+                _count--;
+            }
+            int tail = (_head + _count) % _buffers.Length;
+            _buffers[tail] = buffer;
+            _lengths[tail] = packet.Length;
+            _count++;
+        }
+        if (dropped is not null)
+            ArrayPool<byte>.Shared.Return(dropped);
+    }
+
+    /// <summary>Takes the oldest packet; the caller returns <paramref name="buffer"/> with <see cref="Release"/>.</summary>
+    public bool TryDequeue(out byte[] buffer, out int length)
+    {
+        lock (_lock)
+        {
+            if (_count == 0)
+            {
+                buffer = null!;
+                length = 0;
+                return false;
+            }
+            buffer = _buffers[_head]!;
+            length = _lengths[_head];
+            _buffers[_head] = null;
+            _head = (_head + 1) % _buffers.Length;
+            _count--;
+            return true;
+        }
+    }
+
+    public static void Release(byte[] buffer) => ArrayPool<byte>.Shared.Return(buffer);
+
+    /// <summary>Drops every staged packet.</summary>
+    public void Clear()
+    {
+        while (TryDequeue(out byte[] buffer, out _))
+            Release(buffer);
+    }
+}

@@ -1,0 +1,178 @@
+using System.Buffers.Binary;
+
+namespace Tunnel.Device;
+
+/// <summary>
+/// The peer's timers (whitepaper 6.1-6.5; kernel timers.c, wireguard-go timers.go) as deadlines on
+/// the injected monotonic clock: no threads of their own. The host calls
+/// <see cref="TunnelDevice.Tick"/> at or after <see cref="TunnelDevice.NextDeadlineNanos"/> and
+/// every deadline that has passed fires once. Packet paths move deadlines with plain atomic writes
+/// (no lock); a firing claims its deadline with a compare-exchange, so a deadline re-armed by a
+/// packet while it fires is not lost twice nor fired twice.
+/// </summary>
+public sealed partial class Peer
+{
+    internal const long Never = long.MaxValue;
+
+    // Retransmit an initiation that got no response (REKEY_TIMEOUT + jitter), give up after
+    // REKEY_ATTEMPT_TIME.
+    private long _retransmitHandshakeDeadline;
+    // Passive keepalive: we received data and sent nothing for KEEPALIVE_TIMEOUT.
+    private long _sendKeepaliveDeadline;
+    // We sent data and heard nothing for KEEPALIVE_TIMEOUT + REKEY_TIMEOUT: the peer may have lost
+    // our session, start a new handshake.
+    private long _newHandshakeDeadline;
+    // No new session for 3 x REJECT_AFTER_TIME: zero all key material.
+    private long _zeroKeyMaterialDeadline;
+    // PersistentKeepaliveInterval after any authenticated packet in either direction.
+    private long _persistentKeepaliveDeadline;
+
+    private int _handshakeAttempts;
+    private volatile bool _needAnotherKeepalive;
+    private volatile bool _sentLastMinuteHandshake;
+    private long _lastSentHandshakeNanos;
+    private bool _hasSentHandshake;
+
+    private void InitTimers() => StopTimers();
+
+    private void StopTimers()
+    {
+        Volatile.Write(ref _retransmitHandshakeDeadline, Never);
+        Volatile.Write(ref _sendKeepaliveDeadline, Never);
+        Volatile.Write(ref _newHandshakeDeadline, Never);
+        Volatile.Write(ref _zeroKeyMaterialDeadline, Never);
+        Volatile.Write(ref _persistentKeepaliveDeadline, Never);
+    }
+
+    /// <summary>The earliest armed deadline, or <see cref="Never"/>.</summary>
+    internal long NextDeadline =>
+        Math.Min(Math.Min(Volatile.Read(ref _retransmitHandshakeDeadline), Volatile.Read(ref _sendKeepaliveDeadline)),
+            Math.Min(Math.Min(Volatile.Read(ref _newHandshakeDeadline), Volatile.Read(ref _zeroKeyMaterialDeadline)),
+                Volatile.Read(ref _persistentKeepaliveDeadline)));
+
+    /// <summary>Fires every deadline at or before <paramref name="now"/>.</summary>
+    internal void Tick(long now)
+    {
+        if (Claim(ref _retransmitHandshakeDeadline, now))
+            ExpiredRetransmitHandshake(now);
+        if (Claim(ref _sendKeepaliveDeadline, now))
+            ExpiredSendKeepalive(now);
+        if (Claim(ref _newHandshakeDeadline, now))
+            SendHandshakeInitiation(isRetry: false);
+        if (Claim(ref _zeroKeyMaterialDeadline, now))
+            ClearSessions();
+        if (Claim(ref _persistentKeepaliveDeadline, now) && PersistentKeepaliveInterval != 0)
+            SendKeepaliveOrStaged();
+    }
+
+    private static bool Claim(ref long deadline, long now)
+    {
+        long seen = Volatile.Read(ref deadline);
+        return seen <= now && Interlocked.CompareExchange(ref deadline, Never, seen) == seen;
+    }
+
+    private void ExpiredRetransmitHandshake(long now)
+    {
+        if (Volatile.Read(ref _handshakeAttempts) > Constants.MaxTimerHandshakes)
+        {
+            // REKEY_ATTEMPT_TIME is over: stop trying, drop what waited for the session, and make
+            // sure the keys that may remain get zeroed eventually.
+            _staged.Clear();
+            Interlocked.CompareExchange(ref _zeroKeyMaterialDeadline, now + Constants.ZeroKeyMaterialAfterNanos, Never);
+            return;
+        }
+        Interlocked.Increment(ref _handshakeAttempts);
+        SendHandshakeInitiation(isRetry: true);
+    }
+
+    private void ExpiredSendKeepalive(long now)
+    {
+        SendKeepaliveOrStaged();
+        if (_needAnotherKeepalive)
+        {
+            _needAnotherKeepalive = false;
+            Volatile.Write(ref _sendKeepaliveDeadline, now + Constants.KeepaliveTimeoutNanos);
+        }
+    }
+
+    /// <summary>Random 0..REKEY_TIMEOUT_JITTER so two peers do not retry in lock step; from the
+    /// device's generator so virtual-time runs are reproducible.</summary>
+    private long Jitter()
+    {
+        Span<byte> bytes = stackalloc byte[sizeof(uint)];
+        _device.FillRandom(bytes);
+        return BinaryPrimitives.ReadUInt32LittleEndian(bytes) % (Constants.RekeyTimeoutJitterMaxNanos + 1);
+    }
+
+    // ---- events (names as in the kernel's timers.h) ----
+
+    /// <summary>A data packet (not a keepalive) was sent.</summary>
+    private void TimersDataSent(long now)
+    {
+        if (Volatile.Read(ref _newHandshakeDeadline) == Never)
+            Volatile.Write(ref _newHandshakeDeadline,
+                now + Constants.KeepaliveTimeoutNanos + Constants.RekeyTimeoutNanos + Jitter());
+    }
+
+    /// <summary>A data packet (not a keepalive) was received.</summary>
+    private void TimersDataReceived(long now)
+    {
+        if (Volatile.Read(ref _sendKeepaliveDeadline) == Never)
+            Volatile.Write(ref _sendKeepaliveDeadline, now + Constants.KeepaliveTimeoutNanos);
+        else
+            _needAnotherKeepalive = true;
+    }
+
+    /// <summary>Any authenticated packet (handshake, data or keepalive) was sent.</summary>
+    private void TimersAnyAuthenticatedPacketSent()
+    {
+        if (Volatile.Read(ref _sendKeepaliveDeadline) != Never)
+            Volatile.Write(ref _sendKeepaliveDeadline, Never);
+    }
+
+    /// <summary>Any authenticated packet was received.</summary>
+    private void TimersAnyAuthenticatedPacketReceived()
+    {
+        if (Volatile.Read(ref _newHandshakeDeadline) != Never)
+            Volatile.Write(ref _newHandshakeDeadline, Never);
+    }
+
+    /// <summary>Any authenticated packet in either direction.</summary>
+    private void TimersAnyAuthenticatedPacketTraversal(long now)
+    {
+        ushort interval = PersistentKeepaliveInterval;
+        if (interval != 0)
+            Volatile.Write(ref _persistentKeepaliveDeadline, now + interval * Constants.NanosPerSecond);
+    }
+
+    private void TimersHandshakeInitiated(long now) =>
+        Volatile.Write(ref _retransmitHandshakeDeadline, now + Constants.RekeyTimeoutNanos + Jitter());
+
+    private void TimersHandshakeComplete()
+    {
+        Volatile.Write(ref _retransmitHandshakeDeadline, Never);
+        Volatile.Write(ref _handshakeAttempts, 0);
+        Volatile.Write(ref _lastHandshakeUtcTicks, _device.Clock.UtcNow.UtcTicks);
+    }
+
+    private void TimersSessionDerived(long now) =>
+        Volatile.Write(ref _zeroKeyMaterialDeadline, now + Constants.ZeroKeyMaterialAfterNanos);
+
+    /// <summary>For the state digest: every deadline and counter of the timers.</summary>
+    internal void WriteTimerState(BinaryWriter writer)
+    {
+        writer.Write(Volatile.Read(ref _retransmitHandshakeDeadline));
+        writer.Write(Volatile.Read(ref _sendKeepaliveDeadline));
+        writer.Write(Volatile.Read(ref _newHandshakeDeadline));
+        writer.Write(Volatile.Read(ref _zeroKeyMaterialDeadline));
+        writer.Write(Volatile.Read(ref _persistentKeepaliveDeadline));
+        writer.Write(Volatile.Read(ref _handshakeAttempts));
+        writer.Write(_needAnotherKeepalive);
+        writer.Write(_sentLastMinuteHandshake);
+        lock (_lock)
+        {
+            writer.Write(_lastSentHandshakeNanos);
+            writer.Write(_hasSentHandshake);
+        }
+    }
+}

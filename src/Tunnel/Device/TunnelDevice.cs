@@ -1,0 +1,272 @@
+using System.Collections.Concurrent;
+using ForkNotify;
+using Microsoft.Extensions.Logging;
+using Tunnel.Crypto;
+
+namespace Tunnel.Device;
+
+/// <summary>
+/// A WireGuard interface without I/O (wireguard-go's Device, the kernel's wg_device): the private
+/// key, the peers, allowed IPs, the index table, the cookie checker and the handshake rate limiter.
+/// Datagrams and time come in (<see cref="ReceiveDatagram"/>, <see cref="SendPacket"/>,
+/// <see cref="Tick"/>); datagrams and packets go out through <see cref="IDeviceIo"/>.
+/// </summary>
+/// <remarks>
+/// Configuration serializes on one lock; the data path is lock-free up to the per-peer lock that
+/// guards handshake and keypair changes. Mutable state lives in plain fields here and in the
+/// peers (no statics, no thread-locals), so a VM-snapshot capture can copy it.
+/// </remarks>
+public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
+{
+    /// <summary>
+    /// Handshake messages per second above which the device counts as under load for the next
+    /// second (wireguard-go: 1/8 of its handshake queue, held for UnderLoadAfterTime = 1 s).
+    /// </summary>
+    public const int UnderLoadHandshakesPerSecond = Constants.MaxQueuedIncomingHandshakes / 8;
+
+    private readonly Lock _configLock = new();
+    private readonly ConcurrentDictionary<PublicKey, Peer> _peers = new();
+    private Peer[] _peerList = [];
+    private readonly RateLimiter _rateLimiter;
+    private readonly ILogger _logger;
+
+    private PrivateKey? _privateKey;
+    private StaticIdentity? _identity;
+    private CookieChecker? _cookieChecker;
+
+    private readonly Lock _loadLock = new();
+    private long _loadWindowStart;
+    private int _loadWindowCount;
+    private long _underLoadUntil;
+    private volatile bool _forceUnderLoad;
+
+    private ulong _generation;
+
+    public TunnelDevice(DeviceOptions options, IDeviceIo io)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(io);
+        Sodium.EnsureLoaded();
+        Clock = options.Clock;
+        Random = options.Random;
+        _logger = options.Logger;
+        Io = io;
+        Indexes = new IndexTable<object>(Random);
+        _rateLimiter = new RateLimiter(Clock);
+        _loadWindowStart = Clock.MonotonicNanos;
+        _underLoadUntil = long.MinValue;
+    }
+
+    internal IClock Clock { get; }
+    internal IRandomGenerator Random { get; }
+    internal IDeviceIo Io { get; }
+
+    /// <summary>Session indexes: each names a peer (its pending handshake) or a <see cref="Keypair"/>.</summary>
+    internal IndexTable<object> Indexes { get; }
+
+    public AllowedIps<Peer> AllowedIps { get; } = new();
+
+    public ushort ListenPort { get; set; }
+    public uint Fwmark { get; set; }
+
+    /// <summary>Inner MTU for padding: a packet is never padded past it (0 = pad to 16 always).</summary>
+    public int Mtu { get; set; } = 1420;
+
+    /// <summary>
+    /// The VM generation stamped on keypairs as they are derived (<see cref="Keypair.CreatedGeneration"/>).
+    /// The fork guard (issue 6) sets it from the pull counter.
+    /// </summary>
+    public ulong Generation
+    {
+        get => Volatile.Read(ref _generation);
+        set => Volatile.Write(ref _generation, value);
+    }
+
+    // ---- configuration ----
+
+    /// <summary>32 bytes; all zeros removes the key. Every session is dropped when the key changes.</summary>
+    public void SetPrivateKey(ReadOnlySpan<byte> privateKey)
+    {
+        if (privateKey.Length != PrivateKey.Size)
+            throw new ArgumentException($"A private key is {PrivateKey.Size} bytes.", nameof(privateKey));
+        lock (_configLock)
+        {
+            PrivateKey? key = privateKey.IndexOfAnyExcept((byte)0) < 0 ? null : PrivateKey.Import(privateKey);
+            if (key is not null && _privateKey is not null && key.PublicKey == _privateKey.PublicKey
+                && key.Secret.SequenceEqual(_privateKey.Secret))
+            {
+                key.Dispose();
+                return; // same key: keep the sessions (as wireguard-go)
+            }
+            var identity = key is null ? null : new StaticIdentity(key);
+            var checker = key is null ? null : new CookieChecker(key.PublicKey, Random);
+            PrivateKey? oldKey = _privateKey;
+            CookieChecker? oldChecker = _cookieChecker;
+            _privateKey = key;
+            Volatile.Write(ref _identity, identity);
+            Volatile.Write(ref _cookieChecker, checker);
+            foreach (Peer peer in _peerList)
+            {
+                peer.SetIdentity(identity);
+                peer.ClearSessions();
+            }
+            oldChecker?.Dispose();
+            oldKey?.Dispose();
+        }
+    }
+
+    public bool HasPrivateKey { get { lock (_configLock) return _privateKey is not null; } }
+
+    public void CopyPrivateKey(Span<byte> dst)
+    {
+        lock (_configLock)
+        {
+            if (_privateKey is null)
+                dst[..PrivateKey.Size].Clear();
+            else
+                _privateKey.Secret.CopyTo(dst);
+        }
+    }
+
+    public void CopyPublicKey(Span<byte> dst)
+    {
+        lock (_configLock)
+        {
+            if (_privateKey is null)
+                dst[..PublicKey.Size].Clear();
+            else
+                _privateKey.PublicKey.CopyTo(dst);
+        }
+    }
+
+    /// <summary>Adds a peer by its public key (32 bytes), or returns the existing one.</summary>
+    public Peer AddPeer(ReadOnlySpan<byte> publicKey)
+    {
+        var key = new PublicKey(publicKey);
+        lock (_configLock)
+        {
+            if (_peers.TryGetValue(key, out Peer? existing))
+                return existing;
+            if (_peers.Count >= Constants.MaxPeersPerDevice)
+                throw new InvalidOperationException("Too many peers.");
+            var peer = new Peer(this, key, _identity);
+            _peers[key] = peer;
+            _peerList = [.. _peerList, peer];
+            return peer;
+        }
+    }
+
+    public Peer? FindPeer(ReadOnlySpan<byte> publicKey)
+    {
+        if (publicKey.Length != PublicKey.Size)
+            return null;
+        return _peers.TryGetValue(new PublicKey(publicKey), out Peer? peer) ? peer : null;
+    }
+
+    /// <summary>Removes a peer, its allowed IPs and its sessions (keys zeroed).</summary>
+    public bool RemovePeer(ReadOnlySpan<byte> publicKey)
+    {
+        if (publicKey.Length != PublicKey.Size)
+            return false;
+        lock (_configLock)
+        {
+            if (!_peers.TryRemove(new PublicKey(publicKey), out Peer? peer))
+                return false;
+            _peerList = Array.FindAll(_peerList, p => !ReferenceEquals(p, peer));
+            AllowedIps.RemoveByPeer(peer);
+            peer.Remove();
+            return true;
+        }
+    }
+
+    public void RemoveAllPeers()
+    {
+        lock (_configLock)
+        {
+            foreach (Peer peer in _peerList)
+            {
+                _peers.TryRemove(peer.PublicKey, out _);
+                AllowedIps.RemoveByPeer(peer);
+                peer.Remove();
+            }
+            _peerList = [];
+        }
+    }
+
+    /// <summary>A snapshot copy of the peers, in the order they were added.</summary>
+    public IReadOnlyList<Peer> Peers => Volatile.Read(ref _peerList).ToArray();
+
+    Handshake? IHandshakeLookup.FindByStaticKey(in PublicKey remoteStatic) =>
+        _peers.TryGetValue(remoteStatic, out Peer? peer) ? peer.Handshake : null;
+
+    // ---- time ----
+
+    /// <summary>Fires every peer timer whose deadline has passed. Call at or after <see cref="NextDeadlineNanos"/>.</summary>
+    public void Tick()
+    {
+        long now = Clock.MonotonicNanos;
+        foreach (Peer peer in Volatile.Read(ref _peerList))
+            peer.Tick(now);
+    }
+
+    /// <summary>The earliest timer deadline of any peer (monotonic ns), or long.MaxValue for none.</summary>
+    public long NextDeadlineNanos
+    {
+        get
+        {
+            long next = long.MaxValue;
+            foreach (Peer peer in Volatile.Read(ref _peerList))
+                next = Math.Min(next, peer.NextDeadline);
+            return next;
+        }
+    }
+
+    /// <summary>Forces cookie mode (tests); the device also goes under load by itself when flooded.</summary>
+    public bool UnderLoad
+    {
+        get => _forceUnderLoad;
+        set => _forceUnderLoad = value;
+    }
+
+    /// <summary>Counts one handshake message; true while under load (forced, or flooded in the last second).</summary>
+    private bool CountHandshakeAndCheckLoad(long now)
+    {
+        lock (_loadLock)
+        {
+            if (now - _loadWindowStart >= Constants.NanosPerSecond)
+            {
+                _loadWindowStart = now;
+                _loadWindowCount = 0;
+            }
+            if (++_loadWindowCount > UnderLoadHandshakesPerSecond)
+                _underLoadUntil = now + Constants.NanosPerSecond;
+            return _forceUnderLoad || now < _underLoadUntil;
+        }
+    }
+
+    // ---- fork guard (issue 6) ----
+
+    /// <summary>Zeroes the handshake and the previous/current/next keypairs of every peer.</summary>
+    public void ClearAllSessions()
+    {
+        foreach (Peer peer in Volatile.Read(ref _peerList))
+            peer.ClearSessions();
+    }
+
+    public void Dispose()
+    {
+        RemoveAllPeers();
+        lock (_configLock)
+        {
+            _cookieChecker?.Dispose();
+            _cookieChecker = null;
+            _identity = null;
+            _privateKey?.Dispose();
+            _privateKey = null;
+        }
+    }
+
+    internal void FillRandom(Span<byte> destination) => Random.Fill(destination);
+
+    internal static TimeSpan ToTimeSpan(long nanos) => TimeSpan.FromTicks(nanos / TimeSpan.NanosecondsPerTick);
+}
