@@ -96,6 +96,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         {
             ListenPort = bind.Port,
             Fwmark = settings.FwMark,
+            Mtu = settings.Mtu, // padding never goes past the interface's MTU
         };
         var uapi = new DeviceUapi(_device, this);
         StartThread(TunReadLoop, "tun-read");
