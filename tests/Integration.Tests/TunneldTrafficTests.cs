@@ -157,7 +157,7 @@ public sealed class TunneldTrafficTests : IDisposable
     [Fact]
     public void WgShowSetAndShowconfWorkAgainstTunneld()
     {
-        RootCollection.RequireRootAnd("ip", "ping", "wg", "wireguard-go");
+        RootCollection.RequireRootAnd("ip", "ping", "wg", "wireguard-go", "python3");
         var (a, b) = Namespaces();
         using var _ = a;
         using var __ = b;
@@ -200,6 +200,21 @@ public sealed class TunneldTrafficTests : IDisposable
         var bad = a.Run("wg", "set", tunneld, "peer", _b.Public, "endpoint", "10.99.0.2:0");
         Assert.NotEqual(0, bad.ExitCode);
         Assert.Equal(conf, a.Check("wg", "showconf", tunneld));
+
+        // listen-port: a taken port is refused (-98) and changes nothing; a free one moves the
+        // socket, and wireguard-go follows tunneld to it (roaming) when tunneld next speaks.
+        var holder = a.Start("python3", "-c",
+            "import socket,time\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\ns.bind(('::',51830))\n" +
+            "print('bound',flush=True)\ntime.sleep(120)");
+        Eventually(() => holder.Output.Contains("bound"), TimeSpan.FromSeconds(10), () => holder.Output);
+        var taken = a.Run("wg", "set", tunneld, "listen-port", "51830");
+        Assert.NotEqual(0, taken.ExitCode);
+        Assert.Contains("Address already in use", taken.Error);
+        Assert.Equal(conf, a.Check("wg", "showconf", tunneld));
+        Check(a.Run("wg", "set", tunneld, "listen-port", "51831"));
+        Assert.Equal("51831", a.Check("wg", "show", tunneld, "listen-port").Trim());
+        Ping(a, "10.200.0.2", daemon: daemon);
+        Assert.Equal("10.99.0.1:51831", PeerDump(b, wgGo)[2]);
         AssertNoKeysIn(daemon.Output);
     }
 

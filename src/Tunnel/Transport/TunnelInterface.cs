@@ -293,7 +293,10 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         if (!_log.IsEnabled(LogLevel.Information))
             return;
         Span<byte> publicKey = stackalloc byte[Constants.KeyLength];
-        foreach (var peer in device.Peers)
+        var peers = device.Peers;
+        if (_handshakesLogged.Count > peers.Count)
+            _handshakesLogged.Clear(); // peers were removed: forget them (a survivor may log once more)
+        foreach (var peer in peers)
         {
             var when = peer.LastHandshakeTime;
             if (_handshakesLogged.TryGetValue(peer, out var logged) && logged == when)
