@@ -276,6 +276,18 @@ public sealed class CookieGenerator : IDisposable
         }
     }
 
+    /// <summary>Writes the generator's state (for the device's state digest, never for display).</summary>
+    internal void WriteState(BinaryWriter writer)
+    {
+        lock (_lock)
+        {
+            writer.Write(_hasLastMac1);
+            writer.Write(_lastMac1);
+            writer.Write(_cookieSet?.Ticks ?? -1);
+            writer.Write(System.Security.Cryptography.SHA256.HashData(_cookie.Span));
+        }
+    }
+
     private bool IsCookieFresh(TimeSpan now) =>
         _cookieSet is { } set && now - set <= CookieConstants.CookieRefreshTime;
 }

@@ -38,20 +38,19 @@ public sealed partial class TunnelDevice
         CookieChecker? checker = Volatile.Read(ref _cookieChecker);
         if (checker is null)
             return false;
+        // mac1 first: it is cheap, and only messages that pass it count towards the load (an
+        // attacker without our public key cannot make us look busy).
+        if (!checker.CheckMac1(message))
+            return false;
+        bool underLoad = CountHandshakeAndCheckLoad(now);
         Span<byte> source = stackalloc byte[18];
         int sourceLength = from.WriteCookieSource(source);
-        bool underLoad = CountHandshakeAndCheckLoad(now);
-        switch (checker.Check(message, source[..sourceLength], underLoad, ToTimeSpan(now)))
+        if (underLoad && !checker.CheckMac2(message, source[..sourceLength], ToTimeSpan(now)))
         {
-            case MacVerdict.Accept:
-                break;
-            case MacVerdict.SendCookieReply:
-                Span<byte> reply = stackalloc byte[MessageCookieReply.Size];
-                if (checker.CreateReply(message, source[..sourceLength], ToTimeSpan(now), reply))
-                    Io.SendDatagram(reply, from);
-                return false;
-            default:
-                return false;
+            Span<byte> reply = stackalloc byte[MessageCookieReply.Size];
+            if (checker.CreateReply(message, source[..sourceLength], ToTimeSpan(now), reply))
+                Io.SendDatagram(reply, from);
+            return false;
         }
         if (!underLoad)
             return true;

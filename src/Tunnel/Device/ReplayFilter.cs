@@ -125,4 +125,15 @@ public sealed class ReplayFilter
                 && ((ReadOnlySpan<ulong>)_ring).SequenceEqual(snapshot._ring);
         }
     }
+
+    /// <summary>Writes the exact state (for the device's state digest).</summary>
+    internal void WriteState(BinaryWriter writer)
+    {
+        lock (_lock)
+        {
+            writer.Write(_greatestPlusOne);
+            foreach (ulong word in (ReadOnlySpan<ulong>)_ring)
+                writer.Write(word);
+        }
+    }
 }

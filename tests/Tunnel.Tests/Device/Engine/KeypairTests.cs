@@ -1,0 +1,123 @@
+using Tunnel.Device;
+using Xunit;
+
+namespace Tunnel.Tests.Device.Engine;
+
+public sealed class KeypairTests
+{
+    [Fact]
+    public void REJECT_AFTER_MESSAGES_refuses_to_send_and_starts_a_handshake()
+    {
+        using var pair = new DevicePair(seed: 41);
+        pair.Handshake();
+        pair.Clock.Advance(TimeSpan.FromSeconds(6));
+        Keypair keypair = pair.PeerA.Keypairs.Current!;
+        keypair.SendNonce = Constants.RejectAfterMessages - 1;
+
+        pair.B.SendPacket(DevicePair.Packet(DevicePair.AddressB, DevicePair.AddressA, 1, 100));
+        // The last counter goes out (and, being past REKEY_AFTER_MESSAGES, starts a handshake).
+        Assert.Equal([MessageType.Transport, MessageType.Initiation], pair.IoB.Sent.Select(d => d.Type));
+        Assert.Equal(Constants.RejectAfterMessages - 1, MessageTransport.Counter(pair.IoB.Sent[0].Bytes));
+
+        // Nothing more under this keypair: the next packet waits for the new session.
+        pair.B.SendPacket(DevicePair.Packet(DevicePair.AddressB, DevicePair.AddressA, 2, 100));
+        Assert.Equal(2, pair.IoB.Sent.Count);
+        Assert.False(keypair.CanSend);
+        Assert.Equal(1, pair.PeerA.StagedCount);
+        pair.Pump();
+        Assert.Equal([1u, 2u], pair.IoA.Delivered.Select(p => DevicePair.ReadIntact(p)!.Value));
+    }
+
+    [Fact]
+    public void REKEY_AFTER_MESSAGES_starts_a_handshake_on_either_side()
+    {
+        using var pair = new DevicePair(seed: 42);
+        pair.Handshake();
+        pair.Clock.Advance(TimeSpan.FromSeconds(6));
+        pair.PeerA.Keypairs.Current!.SendNonce = Constants.RekeyAfterMessages;
+        pair.B.SendPacket(DevicePair.Packet(DevicePair.AddressB, DevicePair.AddressA, 1, 100));
+        Assert.Equal([MessageType.Transport, MessageType.Initiation], pair.IoB.Sent.Select(d => d.Type));
+    }
+
+    [Fact]
+    public void Nonces_are_unique_across_threads()
+    {
+        using var pair = new DevicePair(seed: 43);
+        pair.Handshake();
+        Keypair keypair = pair.PeerB.Keypairs.Current!;
+        ulong start = keypair.SendNonce;
+        var taken = new ulong[4][];
+        Parallel.For(0, 4, t =>
+        {
+            taken[t] = new ulong[10_000];
+            for (int i = 0; i < 10_000; i++)
+                Assert.True(keypair.TryTakeNonce(out taken[t][i]));
+        });
+        var all = taken.SelectMany(x => x).ToHashSet();
+        Assert.Equal(40_000, all.Count);
+        Assert.Equal(start, all.Min());
+        Assert.Equal(start + 39_999, all.Max());
+    }
+
+    [Fact]
+    public void Responder_keypair_waits_in_next_until_the_first_packet_then_rotates()
+    {
+        using var pair = new DevicePair(seed: 44);
+        pair.Handshake();
+        Keypair first = pair.PeerA.Keypairs.Current!;
+
+        // A second handshake: B's new keypair waits in next, current is untouched.
+        pair.Clock.Advance(TimeSpan.FromSeconds(6));
+        pair.PeerB.InitiateHandshake();
+        foreach (Datagram d in pair.IoA.TakeSent())
+            pair.B.ReceiveDatagram(d.Bytes, DevicePair.EndpointA);
+        Keypair second = pair.PeerA.Keypairs.Next!;
+        Assert.NotNull(second);
+        Assert.Same(first, pair.PeerA.Keypairs.Current);
+
+        // The response reaches A, whose keepalive confirms: next -> current, current -> previous.
+        pair.Pump();
+        Assert.Same(second, pair.PeerA.Keypairs.Current);
+        Assert.Same(first, pair.PeerA.Keypairs.Previous);
+        Assert.Null(pair.PeerA.Keypairs.Next);
+        Assert.False(first.IsZeroed);
+
+        // A third rotation retires the first: zeroed and its index freed.
+        pair.Clock.Advance(TimeSpan.FromSeconds(6));
+        pair.PeerB.InitiateHandshake();
+        pair.Pump();
+        Assert.True(first.IsZeroed);
+        Assert.Null(pair.B.Indexes.Lookup(first.LocalIndex));
+        Assert.Equal(2, pair.B.Indexes.Count); // previous and current
+    }
+
+    [Fact]
+    public void Packets_in_flight_under_the_previous_keypair_are_still_accepted()
+    {
+        using var pair = new DevicePair(seed: 45);
+        pair.Handshake();
+        pair.B.SendPacket(DevicePair.Packet(DevicePair.AddressB, DevicePair.AddressA, 1, 100));
+        Datagram old = Assert.Single(pair.IoB.TakeSent());
+        pair.Clock.Advance(TimeSpan.FromSeconds(6));
+        pair.PeerB.InitiateHandshake();
+        pair.Pump();
+        pair.A.ReceiveDatagram(old.Bytes, DevicePair.EndpointB);
+        Assert.Equal(1u, DevicePair.ReadIntact(Assert.Single(pair.IoA.Delivered)));
+    }
+
+    [Fact]
+    public void Simultaneous_initiations_end_in_one_working_session()
+    {
+        using var pair = new DevicePair(seed: 46, bKnowsA: true);
+        pair.PeerB.InitiateHandshake();
+        pair.PeerA.InitiateHandshake();
+        pair.Pump();
+        pair.Clock.Advance(TimeSpan.FromSeconds(1));
+        pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 1, 100));
+        pair.B.SendPacket(DevicePair.Packet(DevicePair.AddressB, DevicePair.AddressA, 2, 100));
+        pair.Pump();
+        pair.Advance(TimeSpan.FromSeconds(10));
+        Assert.Contains(pair.IoB.Delivered, p => DevicePair.ReadIntact(p) == 1);
+        Assert.Contains(pair.IoA.Delivered, p => DevicePair.ReadIntact(p) == 2);
+    }
+}
