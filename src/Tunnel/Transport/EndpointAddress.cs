@@ -49,7 +49,12 @@ internal static class EndpointAddress
             {
                 ip.CopyTo(target);
             }
-            bytes.Slice(Ipv6ScopeOffset, 4).Clear();
+            // A link-local address means nothing without its interface. Endpoint keeps the scope
+            // but does not expose it, so take the (allocating) detour for these rare peers only.
+            var scope = length == 16 && ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80
+                ? (uint)endpoint.ToIPEndPoint().Address.ScopeId
+                : 0;
+            BitConverter.TryWriteBytes(bytes.Slice(Ipv6ScopeOffset, 4), scope);
             return true;
         }
         if (length != 4)

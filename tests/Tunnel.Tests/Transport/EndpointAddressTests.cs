@@ -53,6 +53,7 @@ public sealed class EndpointAddressTests
     [InlineData("192.0.2.7", 51820)]
     [InlineData("2001:db8::7", 1)]
     [InlineData("fe80::1", 65535)]
+    [InlineData("fe80::1%1", 51820)]
     public void WriteThenReadIsTheSameEndpointAndTheSameSocketAddressAsDotnetMakes(string ip, int port)
     {
         using var bind = UdpBind.Open(0);
