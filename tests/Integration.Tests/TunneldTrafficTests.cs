@@ -151,6 +151,21 @@ public sealed class TunneldTrafficTests : IDisposable
         Assert.True(sent.Success && double.Parse(sent.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 50,
             client.Output);
         Assert.True(server.WaitForExit(TimeSpan.FromSeconds(20)), server.Output);
+
+        // No allocation per packet: over tens of thousands of packets each way, what the data-path
+        // threads allocated (handshakes, first-use pools) stays far below a byte per packet.
+        foreach (var daemon in new[] { daemonA, daemonB })
+        {
+            Assert.True(daemon.Terminate(TimeSpan.FromSeconds(20)), daemon.Output);
+            var stats = Regex.Match(daemon.Output,
+                @"tun-read (\d+) packets, (\d+) bytes allocated; udp-receive (\d+) datagrams, (\d+) bytes allocated");
+            Assert.True(stats.Success, daemon.Output);
+            Output?.WriteLine(stats.Value);
+            var packets = long.Parse(stats.Groups[1].Value) + long.Parse(stats.Groups[3].Value);
+            var allocated = long.Parse(stats.Groups[2].Value) + long.Parse(stats.Groups[4].Value);
+            Assert.True(packets > 30_000, stats.Value);
+            Assert.True(allocated < packets, $"{allocated} bytes allocated over {packets} packets: {stats.Value}");
+        }
         AssertNoKeysIn(daemonA.Output + daemonB.Output);
     }
 

@@ -40,6 +40,13 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     private UapiServer? _uapi;
     private volatile bool _stopping;
     private bool _disposed;
+    // Per-thread totals for the stop log: how many packets each data-path thread moved and what it
+    // allocated doing so (handshakes allocate; steady-state packets must not). Each is written by
+    // its own thread only, and read after the threads are joined.
+    private long _tunPackets;
+    private long _tunAllocated;
+    private long _udpDatagrams;
+    private long _udpAllocated;
 
     /// <param name="config">The loaded file; this object owns it from now on and zeroes its keys.</param>
     /// <param name="interfaceName">The TUN device to create.</param>
@@ -225,12 +232,21 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         var packet = new byte[MaxPacketSize];
         var tun = _tun!;
         var device = _device!;
-        while (!_stopping)
+        var start = GC.GetAllocatedBytesForCurrentThread();
+        try
         {
-            var length = tun.Read(packet);
-            if (length == 0)
-                return;
-            device.SendPacket(packet.AsSpan(0, length));
+            while (!_stopping)
+            {
+                var length = tun.Read(packet);
+                if (length == 0)
+                    return;
+                device.SendPacket(packet.AsSpan(0, length));
+                _tunPackets++;
+            }
+        }
+        finally
+        {
+            _tunAllocated += GC.GetAllocatedBytesForCurrentThread() - start;
         }
     }
 
@@ -241,23 +257,32 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         var device = _device!;
         UdpBind? current = null;
         SocketAddress source = null!;
-        while (!_stopping)
+        var start = GC.GetAllocatedBytesForCurrentThread();
+        try
         {
-            var bind = _io!.Bind;
-            if (!ReferenceEquals(bind, current))
+            while (!_stopping)
             {
-                current = bind;
-                source = bind.CreateReceiveAddress();
+                var bind = _io!.Bind;
+                if (!ReferenceEquals(bind, current))
+                {
+                    current = bind;
+                    source = bind.CreateReceiveAddress();
+                }
+                var length = bind.Receive(datagram, source);
+                if (length < 0)
+                {
+                    // Closed: either stopping (the loop ends) or swapped for a new socket (pick it up).
+                    if (ReferenceEquals(bind, _io.Bind) && !_stopping)
+                        _stop.Wait(10);
+                    continue;
+                }
+                device.ReceiveDatagram(datagram.AsSpan(0, length), EndpointAddress.Read(source));
+                _udpDatagrams++;
             }
-            var length = bind.Receive(datagram, source);
-            if (length < 0)
-            {
-                // Closed: either stopping (the loop ends) or swapped for a new socket (pick it up).
-                if (ReferenceEquals(bind, _io.Bind) && !_stopping)
-                    _stop.Wait(10);
-                continue;
-            }
-            device.ReceiveDatagram(datagram.AsSpan(0, length), EndpointAddress.Read(source));
+        }
+        finally
+        {
+            _udpAllocated += GC.GetAllocatedBytesForCurrentThread() - start;
         }
     }
 
@@ -328,6 +353,9 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         _io?.Bind.Dispose(); // wakes the receiver
         foreach (var thread in _threads)
             thread.Join();
+        if (_threads.Count > 0)
+            _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated",
+                _tunPackets, _tunAllocated, _udpDatagrams, _udpAllocated);
         if (_device is not null)
         {
             _device.ClearAllSessions();
