@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using System.Buffers;
 
 namespace Tunnel.Device;
@@ -146,6 +147,8 @@ public sealed partial class Peer
         TimersAnyAuthenticatedPacketReceived();
         TimersSessionDerived(now);
         TimersHandshakeComplete();
+        if (_device.Logger.IsEnabled(LogLevel.Debug))
+            _device.Logger.LogDebug("{Peer}: handshake complete (initiator)", this);
         // The staged packets, or a keepalive, confirm the new session to the responder.
         SendKeepaliveOrStaged();
     }
@@ -156,16 +159,24 @@ public sealed partial class Peer
     internal void OnTransportAuthenticated(Keypair keypair, ReadOnlySpan<byte> plaintext, int messageLength,
         in Endpoint from, long now)
     {
-        bool confirmed;
-        lock (_lock)
+        bool confirmed = false;
+        // Only the first packet under a new keypair rotates; the rest skip the lock.
+        if (ReferenceEquals(Keypairs.Next, keypair))
         {
-            if (_removed)
-                return;
-            confirmed = Keypairs.ReceivedWith(keypair, out Keypair? retired);
-            RetireLocked(retired);
+            lock (_lock)
+            {
+                if (_removed)
+                    return;
+                confirmed = Keypairs.ReceivedWith(keypair, out Keypair? retired);
+                RetireLocked(retired);
+            }
         }
         if (confirmed)
+        {
             TimersHandshakeComplete();
+            if (_device.Logger.IsEnabled(LogLevel.Debug))
+                _device.Logger.LogDebug("{Peer}: session confirmed by the initiator", this);
+        }
 
         UpdateEndpoint(from);
         AddRx(messageLength);

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Microsoft.Extensions.Logging;
 
 namespace Tunnel.Device;
 
@@ -78,6 +79,9 @@ public sealed partial class Peer
             // REKEY_ATTEMPT_TIME is over: stop trying, drop what waited for the session, and make
             // sure the keys that may remain get zeroed eventually.
             _staged.Clear();
+            if (_device.Logger.IsEnabled(LogLevel.Information))
+                _device.Logger.LogInformation("{Peer}: no handshake response after {Attempts} attempts, giving up",
+                    this, Constants.MaxTimerHandshakes + 2);
             Interlocked.CompareExchange(ref _zeroKeyMaterialDeadline, now + Constants.ZeroKeyMaterialAfterNanos, Never);
             return;
         }

@@ -58,6 +58,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     }
 
     internal IClock Clock { get; }
+    internal ILogger Logger => _logger;
     internal IRandomGenerator Random { get; }
     internal IDeviceIo Io { get; }
 
@@ -209,7 +210,12 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
             peer.Tick(now);
     }
 
-    /// <summary>The earliest timer deadline of any peer (monotonic ns), or long.MaxValue for none.</summary>
+    /// <summary>
+    /// The earliest timer deadline of any peer (monotonic ns), or long.MaxValue for none. Packets
+    /// move deadlines too (a received packet arms the keepalive 10 s ahead) without telling the
+    /// host, so a host should sleep until the earlier of this and a short cap (100-250 ms is well
+    /// inside the protocol's own slack: REKEY_TIMEOUT jitter alone is up to 333 ms), then tick.
+    /// </summary>
     public long NextDeadlineNanos
     {
         get

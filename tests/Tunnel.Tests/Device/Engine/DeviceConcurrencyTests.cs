@@ -16,7 +16,7 @@ public sealed class DeviceConcurrencyTests
     }
 
     [Fact]
-    public void Concurrent_senders_receivers_and_ticks_deliver_every_packet_once()
+    public async Task Concurrent_senders_receivers_and_ticks_deliver_every_packet_once()
     {
         const int PerThread = 5_000;
         var clock = new VirtualClock();
@@ -52,10 +52,10 @@ public sealed class DeviceConcurrencyTests
 
         var drainers = new[]
         {
-            Task.Run(() => Drain(ioA, b, DevicePair.EndpointA)),
-            Task.Run(() => Drain(ioA, b, DevicePair.EndpointA)),
-            Task.Run(() => Drain(ioB, a, DevicePair.EndpointB)),
-            Task.Run(() => Drain(ioB, a, DevicePair.EndpointB)),
+            Task.Run(() => Drain(ioA, b, DevicePair.EndpointA), TestContext.Current.CancellationToken),
+            Task.Run(() => Drain(ioA, b, DevicePair.EndpointA), TestContext.Current.CancellationToken),
+            Task.Run(() => Drain(ioB, a, DevicePair.EndpointB), TestContext.Current.CancellationToken),
+            Task.Run(() => Drain(ioB, a, DevicePair.EndpointB), TestContext.Current.CancellationToken),
             Task.Run(() =>
             {
                 while (!stop.IsCancellationRequested)
@@ -64,7 +64,7 @@ public sealed class DeviceConcurrencyTests
                     b.Tick();
                     Thread.Yield();
                 }
-            }),
+            }, TestContext.Current.CancellationToken),
         };
 
         // The handshake first (staged packets are bounded; this test is about the data path).
@@ -82,12 +82,12 @@ public sealed class DeviceConcurrencyTests
                 else
                     b.SendPacket(DevicePair.Packet(DevicePair.AddressB, DevicePair.AddressA, seq, 100));
             }
-        })).ToArray();
-        Task.WaitAll(senders, TestContext.Current.CancellationToken);
+        }, TestContext.Current.CancellationToken)).ToArray();
+        await Task.WhenAll(senders);
         SpinWait.SpinUntil(() => ioA.Wire.IsEmpty && ioB.Wire.IsEmpty && ioB.Delivered.Count >= 2 * PerThread + 1
             && ioA.Delivered.Count >= 2 * PerThread, TimeSpan.FromSeconds(30));
         stop.Cancel();
-        Task.WaitAll(drainers, TestContext.Current.CancellationToken);
+        await Task.WhenAll(drainers);
 
         var toB = ioB.Delivered.Select(DevicePair.ReadIntact).ToList();
         var toA = ioA.Delivered.Select(DevicePair.ReadIntact).ToList();

@@ -360,4 +360,40 @@ public sealed class TunnelDeviceTests
         pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 1, 80));
         Assert.Empty(pair.IoA.Sent);
     }
+
+    [Fact]
+    public void IPv6_packets_are_routed_and_their_padding_stripped()
+    {
+        using var pair = new DevicePair(seed: 19);
+        byte[] a6 = System.Net.IPAddress.Parse("fd00::1").GetAddressBytes();
+        byte[] b6 = System.Net.IPAddress.Parse("fd00::2").GetAddressBytes();
+        pair.A.AllowedIps.Insert(b6, 128, pair.PeerB);
+        pair.B.AllowedIps.Insert(a6, 128, pair.PeerA);
+        pair.Handshake();
+
+        static byte[] Ip6(byte[] src, byte[] dst, int payload, int claimed)
+        {
+            byte[] p = new byte[40 + payload];
+            p[0] = 0x60;
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(4), (ushort)claimed);
+            p[6] = 59; // no next header
+            p[7] = 64;
+            src.CopyTo(p, 8);
+            dst.CopyTo(p, 24);
+            for (int i = 40; i < p.Length; i++)
+                p[i] = (byte)i;
+            return p;
+        }
+
+        byte[] packet = Ip6(a6, b6, 27, 27);
+        pair.A.SendPacket(packet);
+        Assert.Equal(MessageTransport.MessageSize(80), Assert.Single(pair.IoA.Sent).Bytes.Length); // 67 padded to 80
+        pair.Pump();
+        Assert.Equal(packet, Assert.Single(pair.IoB.Delivered));
+
+        // A header that claims more than arrived is not delivered.
+        pair.A.SendPacket(Ip6(a6, b6, 10, 200));
+        pair.Pump();
+        Assert.Single(pair.IoB.Delivered);
+    }
 }
