@@ -119,6 +119,8 @@ public sealed class TunneldTrafficTests : IDisposable
         Assert.True(tx > 200 * 100, $"tx {tx}");
         Assert.True(rx2 > 200 * 1000, $"rx {rx2}");
         Output?.WriteLine($"tunneld tx {tx} = wireguard-go rx {rx}; wireguard-go tx {tx2} = tunneld rx {rx2}");
+        Eventually(() => daemon.Output.Contains("handshake completed, endpoint 10.99.0.2:51821"), TimeSpan.FromSeconds(5),
+            () => $"no handshake log line:\n{daemon.Output}");
         AssertNoKeysIn(daemon.Output);
     }
 

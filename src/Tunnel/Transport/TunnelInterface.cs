@@ -171,7 +171,9 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         {
             if (listenPort == old.Port)
             {
-                old.SetFwMark(fwmark);
+                // wg setconf repeats the port every time: nothing to do unless the mark changed.
+                if (fwmark != _device!.Fwmark)
+                    old.SetFwMark(fwmark);
                 return UapiErrno.Ok;
             }
             // Open the new socket before letting go of the old one: if the port is taken, nothing
