@@ -33,6 +33,25 @@ public sealed class TunneldTests : IDisposable
     }
 
     [Fact]
+    public void PubkeyAgreesWithWgPubkey()
+    {
+        RootCollection.RequireRootAnd("wg");
+        for (var i = 0; i < 3; i++)
+        {
+            var key = NewKey();
+            Assert.Equal(ProcessRunner.Check(["wg", "pubkey"], key + "\n"),
+                ProcessRunner.Check([TunneldBinary.Path, "pubkey"], key + "\n"));
+        }
+        // wg pubkey clamps an unclamped key first; so must tunneld.
+        var unclamped = Convert.ToBase64String(Enumerable.Repeat((byte)0xff, 32).ToArray());
+        Assert.Equal(ProcessRunner.Check(["wg", "pubkey"], unclamped + "\n"),
+            ProcessRunner.Check([TunneldBinary.Path, "pubkey"], unclamped + "\n"));
+        var bad = ProcessRunner.Run([TunneldBinary.Path, "pubkey"], "not a key\n");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.DoesNotContain("   at ", bad.Error);
+    }
+
+    [Fact]
     public void BadConfigExitsTwoNamingFileAndLineAndCreatesNothing()
     {
         var name = NetNs.UniqueInterfaceName("td");

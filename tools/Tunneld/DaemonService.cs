@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Hosting;
+using Tunnel.Transport;
 
 namespace Tunneld;
 
@@ -6,7 +7,7 @@ namespace Tunneld;
 /// Ties the already-started daemon to the host's lifetime: READY=1 once running, STOPPING=1 and a
 /// full teardown on SIGTERM / SIGINT.
 /// </summary>
-internal sealed class DaemonService(TunnelDaemon daemon, IHostApplicationLifetime lifetime) : IHostedService
+internal sealed class DaemonService(TunnelInterface daemon, IHostApplicationLifetime lifetime) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using ForkNotify;
 using Tunnel.Config;
+using Tunnel.Crypto;
 
 namespace Tunneld;
 
@@ -32,9 +33,11 @@ internal static class KeyCommands
                 error.WriteLine("tunneld: pubkey: stdin is not a base64 32-byte private key");
                 return 1;
             }
-            // TODO(lead): output.WriteLine(KeyText.EncodeBase64(Tunnel.Crypto.X25519.PublicKey(key))); return 0;
-            error.WriteLine("tunneld: pubkey is not available yet (X25519 arrives with Tunnel.Crypto); use wg pubkey");
-            return 1;
+            // PrivateKey clamps its copy first, as wg pubkey does, so an unclamped key gives the
+            // same public key everywhere.
+            using var privateKey = PrivateKey.Import(key);
+            output.WriteLine(privateKey.PublicKey.ToBase64());
+            return 0;
         }
         finally
         {

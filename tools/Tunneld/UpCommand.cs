@@ -49,7 +49,7 @@ internal static class UpCommand
             log.LogWarning("{Warning}", warning);
         WarnIfReadableByOthers(configPath, log);
 
-        var daemon = new TunnelDaemon(config, interfaceName, loggers);
+        var daemon = new TunnelInterface(config, interfaceName, loggers);
         try
         {
             daemon.Start();

@@ -17,6 +17,9 @@ public sealed class UdpBind : IDisposable
     /// unless the FORCE variants succeed (they need CAP_NET_ADMIN).</summary>
     public const int SocketBufferSize = 7 << 20;
 
+    // Raw option levels go to setsockopt unchanged, so they must be Linux's own numbers:
+    // SocketOptionLevel.Socket is Windows' 0xffff and Linux answers ENOPROTOOPT.
+    private const int SOL_SOCKET = 1;
     private const int SO_SNDBUFFORCE = 32;
     private const int SO_RCVBUFFORCE = 33;
     private const int SO_MARK = 36;
@@ -96,7 +99,7 @@ public sealed class UdpBind : IDisposable
         BitConverter.TryWriteBytes(value, SocketBufferSize);
         try
         {
-            socket.SetRawSocketOption((int)SocketOptionLevel.Socket, option, value);
+            socket.SetRawSocketOption(SOL_SOCKET, option, value);
         }
         catch (SocketException)
         {
@@ -109,7 +112,7 @@ public sealed class UdpBind : IDisposable
     {
         Span<byte> value = stackalloc byte[4];
         BitConverter.TryWriteBytes(value, mark);
-        _socket.SetRawSocketOption((int)SocketOptionLevel.Socket, SO_MARK, value);
+        _socket.SetRawSocketOption(SOL_SOCKET, SO_MARK, value);
     }
 
     /// <summary>A <see cref="SocketAddress"/> of this socket's family, to receive source addresses

@@ -14,7 +14,8 @@ public static class UapiErrno
     /// <summary>-EINVAL: a key or value is wrong.</summary>
     public const int Invalid = -22;
 
-    /// <summary>-EPROTO: a line is not <c>key=value</c> at all.</summary>
+    /// <summary>-EPROTO: wireguard-go's code for a line that is not <c>key=value</c>. Not used by this
+    /// server (every bad set line is -EINVAL); kept so tests can say what they exclude.</summary>
     public const int Protocol = -71;
 
     /// <summary>-EADDRINUSE: listen_port is taken.</summary>

@@ -9,8 +9,10 @@ namespace Tunnel.Uapi;
 /// Turns the lines of one <c>set=1</c> request into a <see cref="UapiSetRequest"/>. Feed every line
 /// up to (not including) the blank one with <see cref="Line"/>; after the first bad line the rest
 /// are only consumed, and <see cref="Errno"/> says why. Keys, values and errno codes follow
-/// wireguard-go's <c>IpcSetOperation</c>, with two deliberate differences: nothing is applied while
-/// parsing (so a bad line changes nothing at all), and an endpoint with port 0 is refused.
+/// wireguard-go's <c>IpcSetOperation</c>, with three deliberate differences: nothing is applied while
+/// parsing (so a bad line changes nothing at all), an endpoint with port 0 is refused, and a line
+/// without '=' answers -EINVAL like every other bad line (wireguard-go says -EPROTO; the issue asks
+/// for one code for any bad line).
 /// </summary>
 public sealed class UapiSetParser
 {
@@ -31,7 +33,7 @@ public sealed class UapiSetParser
         var eq = line.IndexOf('=');
         if (eq < 0)
         {
-            Fail(UapiErrno.Protocol, "line is not key=value");
+            Fail(UapiErrno.Invalid, "line is not key=value");
             return;
         }
         var key = line[..eq];

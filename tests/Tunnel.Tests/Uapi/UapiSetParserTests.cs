@@ -75,7 +75,7 @@ public sealed class UapiSetParserTests
     [InlineData(UapiErrno.Invalid, "Private_Key=" + HexA)]
     [InlineData(UapiErrno.Invalid, "bogus=1")]
     [InlineData(UapiErrno.Invalid, "public_key=" + HexA + "x")]
-    [InlineData(UapiErrno.Protocol, "no equals sign")]
+    [InlineData(UapiErrno.Invalid, "no equals sign")]
     public void BadDeviceLine(int errno, string line)
     {
         var p = Parse(line);

@@ -1,0 +1,57 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Tunnel.Device;
+
+namespace Tunnel.Transport;
+
+/// <summary>
+/// What the engine emits, carried out on the real devices: datagrams leave through the current
+/// <see cref="UdpBind"/>, decrypted packets go into the TUN. Called on any data-path thread; each
+/// thread writes destinations into its own reused <see cref="SocketAddress"/>, so sending
+/// allocates nothing. The bind can be swapped under it (a UAPI <c>listen_port</c>): a datagram
+/// that races the swap may be lost, which UDP and the protocol's timers already allow for.
+/// </summary>
+internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDeviceIo
+{
+    [ThreadStatic]
+    private static SocketAddress? t_destination6;
+
+    [ThreadStatic]
+    private static SocketAddress? t_destination4;
+
+    private UdpBind _bind = bind;
+    private long _tunWriteErrors;
+
+    public UdpBind Bind
+    {
+        get => Volatile.Read(ref _bind);
+        set => Volatile.Write(ref _bind, value);
+    }
+
+    public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to)
+    {
+        var bind = Bind;
+        var family = bind.AddressFamily;
+        var destination = family == AddressFamily.InterNetworkV6
+            ? t_destination6 ??= new SocketAddress(AddressFamily.InterNetworkV6)
+            : t_destination4 ??= new SocketAddress(AddressFamily.InterNetwork);
+        if (EndpointAddress.TryWrite(to, family, destination))
+            bind.Send(datagram, destination);
+    }
+
+    public void DeliverPacket(ReadOnlySpan<byte> ipPacket, Peer from)
+    {
+        try
+        {
+            tun.Write(ipPacket);
+        }
+        catch (IOException e)
+        {
+            // The kernel refused this one packet (e.g. EINVAL for a malformed header): drop it,
+            // and say so once in a while rather than once per packet.
+            if (Interlocked.Increment(ref _tunWriteErrors) % 1000 == 1)
+                log.LogWarning("dropped a packet the TUN device refused: {Error}", e.Message);
+        }
+    }
+}
