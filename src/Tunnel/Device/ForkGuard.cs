@@ -70,7 +70,12 @@ public sealed class ForkGuard : IDisposable
         {
             _pullCounter = pullCounter;
             device.HotPathCounter = pullCounter;
-            device.MarkRandomReseeded(pullCounter!.Read());
+            // A device restored from a snapshot already carries the generation its randomness was
+            // reseeded for (the guest's memory); the clone's counter has moved past it, and the
+            // gate must stay shut until the clone's own notification. Only a device that never
+            // had a gate starts from the counter's current value.
+            if (!device.ReseedGateEnabled)
+                device.MarkRandomReseeded(pullCounter!.Read());
         }
         _watcher = kernel.Watchers.Register(device.Name);
         // HotPath alone subscribes too: to acknowledge (from the moment the pull counter moved no

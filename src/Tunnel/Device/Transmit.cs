@@ -80,6 +80,9 @@ public sealed partial class TunnelDevice
         _reseedGate = true;
     }
 
+    /// <summary>True once <see cref="MarkRandomReseeded"/> has been called (or restored from a snapshot).</summary>
+    public bool ReseedGateEnabled => _reseedGate;
+
     /// <summary>Turns the reseed gate off (the fork guard detaching).</summary>
     public void ClearReseedGate() => _reseedGate = false;
 

@@ -184,8 +184,10 @@ public sealed class CaptureRestoreTests
         Assert.Equal(4242u, DevicePair.ReadIntact(pair.IoB.Delivered[^1]));
     }
 
-    [Fact]
-    public void A_restored_clone_under_the_hot_path_sends_nothing_under_the_captured_keys()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_restored_clone_under_the_hot_path_sends_nothing_under_the_captured_keys(bool guardAfterRestore)
     {
         using DevicePair pair = MidTraffic(TransmitMode.Deferred);
         var counter = new VmGeneration(10);
@@ -207,8 +209,12 @@ public sealed class CaptureRestoreTests
             var cloneCounter = new VmGeneration(11);
             var io = new RecordingIo();
             using TunnelDevice clone = Fresh(pair, io, mode: TransmitMode.Deferred);
-            using var cloneGuard = new ForkGuard(clone, cloneKernel, ForkGuardMode.HotPath, cloneCounter);
+            ForkGuard? cloneGuard = null;
+            if (!guardAfterRestore)
+                cloneGuard = new ForkGuard(clone, cloneKernel, ForkGuardMode.HotPath, cloneCounter);
             clone.RestoreState(state);
+            cloneGuard ??= new ForkGuard(clone, cloneKernel, ForkGuardMode.HotPath, cloneCounter);
+            using ForkGuard disposeGuard = cloneGuard;
             Assert.False(clone.RandomIsFresh); // the guest's memory says: reseeded for 10
 
             clone.FlushTransmits(); // the packet caught between encrypt and transmit

@@ -55,8 +55,19 @@ public sealed class NotifierModeTests
         Assert.Single(g.Kernel.Pm.Chain.Blocks);
         (Keypair previous, Keypair current) = TwoSessions(g);
         ulong before = g.Kernel.Generation.Current;
+        // A block called before the guard sees the device's watcher outdated: the fork path moved
+        // the generation and the guard has not handled it yet.
+        int outdatedBeforeGuard = -1;
+        var spy = new NotifierBlock((_, _, _) =>
+        {
+            outdatedBeforeGuard = g.Kernel.Watchers.OutdatedCount;
+            return NotifyResult.Done;
+        }, priority: 10);
+        g.Kernel.Pm.Register(spy);
 
         g.Fork();
+
+        Assert.Equal(1, outdatedBeforeGuard);
 
         // Cleared and zeroed: slots empty, key bytes zero, replay windows reset, indexes freed.
         Assert.Null(g.PeerB.Keypairs.Previous);
