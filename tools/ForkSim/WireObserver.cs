@@ -1,0 +1,163 @@
+using System.Buffers.Binary;
+using Tunnel.Device;
+
+namespace ForkSim;
+
+/// <summary>
+/// A passive observer on the wire: it sees only what an eavesdropper sees (cleartext headers and
+/// ciphertext), and from that finds the failures a VM fork causes.
+/// <list type="bullet">
+/// <item>Every transport message is keyed by (receiver endpoint, receiver index, counter): the
+/// receiver index names the receiver's keypair, hence the sender's key, and the counter is the
+/// AEAD nonce. The same pair with a different ciphertext is REUSE (the XOR of two plaintexts and
+/// the Poly1305 key leak); byte-identical copies are counted apart as resends (a replay).</item>
+/// <item>Every initiation's unencrypted ephemeral public key, by sender: one sent by two guests
+/// means their random generators were copies.</item>
+/// <item>After <see cref="MarkEvent"/>: transport packets towards peer B under keys B announced
+/// before the event are stale (those keys were copied into every clone), and per sender the first
+/// initiation and the first packet under a new key.</item>
+/// </list>
+/// </summary>
+public sealed class WireObserver
+{
+    private readonly Dictionary<(Endpoint To, uint Receiver, ulong Counter), NonceUse> _nonces = new();
+    private readonly Dictionary<UInt256Key, string> _ephemeralSender = new();
+    private readonly HashSet<UInt256Key> _sharedEphemerals = new();
+    private readonly HashSet<uint> _peerBIndexes = new();
+    private readonly Dictionary<string, SenderStats> _senders = new();
+    private HashSet<uint>? _preEventIndexes;
+
+    /// <summary>Peer B's endpoint (outside the VM): it tells the direction of a message.</summary>
+    public Endpoint PeerB { get; set; }
+
+    public TimeSpan? EventAt { get; private set; }
+
+    public long TransportPackets { get; private set; }
+
+    public int ReusedPairs { get; private set; }
+
+    public long ReusedPackets { get; private set; }
+
+    public long IdenticalResends { get; private set; }
+
+    public long StalePackets { get; private set; }
+
+    /// <summary>Ephemeral public keys that two or more senders put in an initiation.</summary>
+    public int IdenticalEphemerals => _sharedEphemerals.Count;
+
+    /// <summary>From now on, keys peer B announced so far are pre-event keys.</summary>
+    public void MarkEvent(TimeSpan now)
+    {
+        EventAt = now;
+        _preEventIndexes = new HashSet<uint>(_peerBIndexes);
+    }
+
+    /// <summary>What one sender did after the event (zeros if it sent nothing).</summary>
+    public SenderStats StatsOf(string sender) =>
+        _senders.TryGetValue(sender, out SenderStats? s) ? s : new SenderStats();
+
+    internal void Record(TimeSpan now, string sender, in Endpoint from, ReadOnlySpan<byte> datagram, in Endpoint to)
+    {
+        bool fromB = from == PeerB;
+        bool afterEvent = EventAt is { } at && now >= at;
+        switch (MessageHeader.ReadType(datagram))
+        {
+            case MessageType.Initiation when MessageInitiation.IsWellFormed(datagram):
+                if (fromB)
+                    _peerBIndexes.Add(MessageInitiation.SenderIndex(datagram));
+                RecordEphemeral(sender, datagram.Slice(MessageInitiation.EphemeralOffset, 32));
+                if (afterEvent && !fromB)
+                    Stats(sender).FirstInitiationAt ??= now;
+                break;
+            case MessageType.Response when MessageResponse.IsWellFormed(datagram):
+                if (fromB)
+                    _peerBIndexes.Add(MessageResponse.SenderIndex(datagram));
+                break;
+            case MessageType.Transport when MessageTransport.IsWellFormed(datagram):
+                RecordTransport(now, sender, fromB, afterEvent, datagram, to);
+                break;
+        }
+    }
+
+    private void RecordTransport(TimeSpan now, string sender, bool fromB, bool afterEvent,
+        ReadOnlySpan<byte> datagram, in Endpoint to)
+    {
+        TransportPackets++;
+        uint receiver = MessageTransport.ReceiverIndex(datagram);
+        var key = (to, receiver, MessageTransport.Counter(datagram));
+        if (!_nonces.TryGetValue(key, out NonceUse? use))
+        {
+            _nonces[key] = new NonceUse(datagram.ToArray());
+        }
+        else if (datagram.SequenceEqual(use.FirstCiphertext))
+        {
+            IdenticalResends++;
+        }
+        else
+        {
+            if (!use.Reused)
+            {
+                use.Reused = true;
+                ReusedPairs++;
+            }
+            ReusedPackets++;
+        }
+
+        if (fromB)
+            return;
+        if (!afterEvent)
+        {
+            _peerBIndexes.Add(receiver);
+            return;
+        }
+        SenderStats stats = Stats(sender);
+        stats.TransportPackets++;
+        if (_preEventIndexes!.Contains(receiver))
+        {
+            stats.StalePackets++;
+            StalePackets++;
+        }
+        else
+        {
+            stats.FirstNewKeyPacketAt ??= now;
+        }
+    }
+
+    private void RecordEphemeral(string sender, ReadOnlySpan<byte> ephemeral)
+    {
+        var key = new UInt256Key(ephemeral);
+        if (!_ephemeralSender.TryGetValue(key, out string? first))
+            _ephemeralSender[key] = sender;
+        else if (first != sender)
+            _sharedEphemerals.Add(key);
+    }
+
+    private SenderStats Stats(string sender)
+    {
+        if (!_senders.TryGetValue(sender, out SenderStats? s))
+            _senders[sender] = s = new SenderStats();
+        return s;
+    }
+
+    private sealed class NonceUse(byte[] firstCiphertext)
+    {
+        public byte[] FirstCiphertext { get; } = firstCiphertext;
+        public bool Reused { get; set; }
+    }
+
+    /// <summary>A 32-byte public key as a dictionary key.</summary>
+    private readonly record struct UInt256Key(UInt128 Low, UInt128 High)
+    {
+        public UInt256Key(ReadOnlySpan<byte> bytes)
+            : this(BinaryPrimitives.ReadUInt128LittleEndian(bytes), BinaryPrimitives.ReadUInt128LittleEndian(bytes[16..])) { }
+    }
+}
+
+/// <summary>One sender's traffic after the event, as the wire saw it.</summary>
+public sealed class SenderStats
+{
+    public long TransportPackets { get; internal set; }
+    public long StalePackets { get; internal set; }
+    public TimeSpan? FirstInitiationAt { get; internal set; }
+    public TimeSpan? FirstNewKeyPacketAt { get; internal set; }
+}
