@@ -34,10 +34,11 @@ public sealed class Keypair : IDisposable
     public long CreatedNanos { get; }
 
     /// <summary>
-    /// The VM generation (pull counter) when the keys were derived. The fork guard (issue 6) compares
-    /// it on the send path; a keypair from another generation must not send.
+    /// The hot-path counter (<see cref="TunnelDevice.HotPathCounter"/>) when the handshake that
+    /// derived these keys started on our side; 0 without a counter. Stage 2 of the send path
+    /// compares it with the counter: a keypair from another VM generation must not send.
     /// </summary>
-    public ulong CreatedGeneration;
+    public ulong CreatedGeneration { get; }
 
     public bool IsInitiator => _keys.IsInitiator;
 
