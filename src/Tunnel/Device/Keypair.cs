@@ -28,7 +28,20 @@ public sealed class Keypair : IDisposable
         CreatedGeneration = createdGeneration;
     }
 
+    /// <summary>A keypair from a VM snapshot: the same keys, counters, window and generation.</summary>
+    internal Keypair(SessionKeys keys, Peer peer, long createdNanos, ulong createdGeneration, ulong sendNonce,
+        bool canSend, ReplayFilter replayFilter)
+        : this(keys, peer, createdNanos, createdGeneration)
+    {
+        _sendNonce = (long)sendNonce;
+        _canSend = canSend;
+        replayFilter.CopyTo(ReplayFilter);
+    }
+
     public Peer Peer { get; }
+
+    /// <summary>The sending flag alone (not zeroed), for a VM-snapshot capture.</summary>
+    internal bool SendingAllowed => _canSend;
 
     /// <summary>Monotonic time the keypair was derived, for REKEY_AFTER_TIME and REJECT_AFTER_TIME.</summary>
     public long CreatedNanos { get; }
@@ -162,6 +175,14 @@ public sealed class Keypairs
         Volatile.Write(ref _current, keypair);
         Volatile.Write(ref _next, null);
         return true;
+    }
+
+    /// <summary>Fills empty slots from a VM snapshot (the caller holds the peer's lock).</summary>
+    internal void Restore(Keypair? previous, Keypair? current, Keypair? next)
+    {
+        Volatile.Write(ref _previous, previous);
+        Volatile.Write(ref _current, current);
+        Volatile.Write(ref _next, next);
     }
 
     /// <summary>Empties all three slots, returning what they held (for zeroing).</summary>
