@@ -58,7 +58,7 @@ public sealed class ForkSimulation : IDisposable
 
             _vmm = Vmm.CreateDeterministic(scenario.Seed);
             _vmm.Trace.Enabled = options.Trace;
-            Observer = new WireObserver();
+            Observer = new WireObserver { Log = options.Trace ? new List<string>() : null };
             Wire = new Wire(_vmm.Scheduler, scenario.WireLatency, Observer, options.LoopbackUdp);
             PeerB = new PeerBHost(_vmm.Scheduler, Wire, privateKeyB, publicKeyA, scenario.Seed ^ 0x706565722d62UL);
             Observer.PeerB = PeerB.Endpoint;
@@ -68,6 +68,12 @@ public sealed class ForkSimulation : IDisposable
         _source = _vmm.Boot(new GuestConfig { Workloads = [CreatePeerA] }, "vm0");
         _sourceWorkload = _workloads[0];
     }
+
+    /// <summary>
+    /// One scheduling step of a guest: the time from an interrupt handler (a notification) to the
+    /// next thing user space does. A notification with delay 0 is handled within it.
+    /// </summary>
+    public static TimeSpan SchedulingStep => PeerAWorkload.UserSpaceLatency;
 
     public ForkScenario Scenario { get; }
 

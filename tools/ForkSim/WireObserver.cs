@@ -27,6 +27,9 @@ public sealed class WireObserver
     private readonly Dictionary<string, SenderStats> _senders = new();
     private HashSet<uint>? _preEventIndexes;
 
+    /// <summary>When not null, one line per datagram (time, sender, type, indexes, counter): for debugging a scenario.</summary>
+    public List<string>? Log { get; set; }
+
     /// <summary>Peer B's endpoint (outside the VM): it tells the direction of a message.</summary>
     public Endpoint PeerB { get; set; }
 
@@ -59,6 +62,7 @@ public sealed class WireObserver
     internal void Record(TimeSpan now, string sender, in Endpoint from, ReadOnlySpan<byte> datagram, in Endpoint to)
     {
         bool fromB = from == PeerB;
+        Log?.Add(Describe(now, sender, datagram, to));
         bool afterEvent = EventAt is { } at && now >= at;
         switch (MessageHeader.ReadType(datagram))
         {
@@ -121,6 +125,22 @@ public sealed class WireObserver
         {
             stats.FirstNewKeyPacketAt ??= now;
         }
+    }
+
+    private static string Describe(TimeSpan now, string sender, ReadOnlySpan<byte> d, in Endpoint to)
+    {
+        string what = MessageHeader.ReadType(d) switch
+        {
+            MessageType.Initiation when d.Length == MessageInitiation.Size =>
+                $"initiation sender {MessageInitiation.SenderIndex(d):x8} ephemeral {Convert.ToHexString(d.Slice(MessageInitiation.EphemeralOffset, 4))}..",
+            MessageType.Response when d.Length == MessageResponse.Size =>
+                $"response sender {MessageResponse.SenderIndex(d):x8} receiver {MessageResponse.ReceiverIndex(d):x8}",
+            MessageType.CookieReply => "cookie reply",
+            MessageType.Transport when d.Length >= MessageTransport.MinimumSize =>
+                $"transport receiver {MessageTransport.ReceiverIndex(d):x8} counter {MessageTransport.Counter(d)}",
+            _ => $"{d.Length} bytes",
+        };
+        return $"{now.TotalMilliseconds,10:0.000} ms {sender} -> {to}: {what}";
     }
 
     private void RecordEphemeral(string sender, ReadOnlySpan<byte> ephemeral)
