@@ -71,6 +71,13 @@ public sealed record ForkScenarioResult
     /// <summary>Handshake ephemeral public keys sent by two or more different guests.</summary>
     public int IdenticalEphemerals { get; init; }
 
+    /// <summary>Of those, ephemerals whose initiations sealed different timestamps: a (key, nonce)
+    /// reused inside the handshake.</summary>
+    public int HandshakeNonceReuse { get; init; }
+
+    /// <summary>SHA-256 over every datagram on the wire, with its time and sender.</summary>
+    public string WireDigest { get; init; } = "";
+
     public IReadOnlyList<GuestOutcome> Guests { get; init; } = [];
 
     /// <summary>Hot-path drops over every guest after the event.</summary>
@@ -91,7 +98,7 @@ public sealed record ForkScenarioResult
         {
             var sb = new StringBuilder();
             sb.Append(CultureInfo.InvariantCulture,
-                $"event {EventTime.Ticks} pending {SnapshotHeldPendingTransmit} session {HadSessionAtEvent} transport {TransportPackets} reused {ReusedPairs}/{ReusedPackets} resends {IdenticalResends} stale {StalePackets} eph {IdenticalEphemerals}");
+                $"event {EventTime.Ticks} pending {SnapshotHeldPendingTransmit} session {HadSessionAtEvent} transport {TransportPackets} reused {ReusedPairs}/{ReusedPackets} resends {IdenticalResends} stale {StalePackets} eph {IdenticalEphemerals}/{HandshakeNonceReuse} wire {WireDigest}");
             foreach (GuestOutcome g in Guests)
                 sb.Append(CultureInfo.InvariantCulture,
                     $" | {g.Name} {g.ResumedAt.Ticks} {g.NotifiedAt?.Ticks} {g.FirstInitiationAt?.Ticks} {g.FirstNewKeyPacketAt?.Ticks} {g.StalePackets} {g.DataPacketsSent} {g.HotPathDrops} {g.SessionsCleared}");
@@ -109,7 +116,7 @@ public sealed record ForkScenarioResult
         sb.AppendLine(CultureInfo.InvariantCulture,
             $"  transport packets {TransportPackets}, REUSED (key, nonce) pairs {ReusedPairs} ({ReusedPackets} packets), identical resends {IdenticalResends}");
         sb.AppendLine(CultureInfo.InvariantCulture,
-            $"  packets at risk (sent under pre-event keys) {StalePackets}, hot-path drops {HotPathDrops}, identical ephemerals {IdenticalEphemerals}");
+            $"  packets at risk (sent under pre-event keys) {StalePackets}, hot-path drops {HotPathDrops}, identical ephemerals {IdenticalEphemerals} (handshake nonce reuse {HandshakeNonceReuse})");
         foreach (GuestOutcome g in Guests)
             sb.AppendLine(CultureInfo.InvariantCulture,
                 $"  {g.Name}: resumed {Ms(g.ResumedAt)}, notified {Ms(g.NotifiedAt)}, first initiation {Ms(g.FirstInitiationAt)}, first new-key packet {Ms(g.FirstNewKeyPacketAt)} (resume +{Ms(g.ResumeToNewKey)}), stale {g.StalePackets}/{g.DataPacketsSent}, hot-path drops {g.HotPathDrops}, cleared {g.SessionsCleared}");

@@ -201,7 +201,7 @@ public sealed class ForkSimulation : IDisposable
     private ForkScenarioResult Collect(TimeSpan eventTime)
     {
         var guests = new List<GuestOutcome>();
-        foreach (PeerAWorkload w in _after)
+        foreach (PeerAWorkload w in _after.OrderBy(w => w.Name, StringComparer.Ordinal))
         {
             SenderStats s = Observer.StatsOf(w.Name);
             guests.Add(new GuestOutcome(w.Name, w.ResumedAt ?? eventTime, w.NotifiedAt, s.FirstInitiationAt,
@@ -219,6 +219,8 @@ public sealed class ForkSimulation : IDisposable
             IdenticalResends = Observer.IdenticalResends,
             StalePackets = Observer.StalePackets,
             IdenticalEphemerals = Observer.IdenticalEphemerals,
+            HandshakeNonceReuse = Observer.HandshakeNonceReuse,
+            WireDigest = Observer.Digest,
             Guests = guests,
         };
     }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Security.Cryptography;
 using Tunnel.Device;
 
 namespace ForkSim;
@@ -7,12 +8,16 @@ namespace ForkSim;
 /// A passive observer on the wire: it sees only what an eavesdropper sees (cleartext headers and
 /// ciphertext), and from that finds the failures a VM fork causes.
 /// <list type="bullet">
-/// <item>Every transport message is keyed by (receiver endpoint, receiver index, counter): the
-/// receiver index names the receiver's keypair, hence the sender's key, and the counter is the
-/// AEAD nonce. The same pair with a different ciphertext is REUSE (the XOR of two plaintexts and
-/// the Poly1305 key leak); byte-identical copies are counted apart as resends (a replay).</item>
+/// <item>Every transport message towards peer B is keyed by (receiver index, counter): the
+/// receiver index is B's index for one of its keypairs, hence names the sender's key, and the
+/// counter is the AEAD nonce. The same pair with a different ciphertext is REUSE (the XOR of two
+/// plaintexts and the Poly1305 key leak); byte-identical copies are counted apart as resends (a
+/// replay). B's own messages are not judged: B is never copied, and the index its messages carry
+/// is A's, which clones with copied random state share, so it would not name B's key.</item>
 /// <item>Every initiation's unencrypted ephemeral public key, by sender: one sent by two guests
-/// means their random generators were copies.</item>
+/// means their random generators were copies. Two such initiations that differ in their encrypted
+/// timestamp reused a handshake (key, nonce) too: the timestamp is sealed under a key that
+/// depends only on the ephemeral and the two static keys, with nonce 0.</item>
 /// <item>After <see cref="MarkEvent"/>: transport packets towards peer B under keys B announced
 /// before the event are stale (those keys were copied into every clone), and per sender the first
 /// initiation and the first packet under a new key.</item>
@@ -20,8 +25,10 @@ namespace ForkSim;
 /// </summary>
 public sealed class WireObserver
 {
-    private readonly Dictionary<(Endpoint To, uint Receiver, ulong Counter), NonceUse> _nonces = new();
-    private readonly Dictionary<UInt256Key, string> _ephemeralSender = new();
+    private readonly Dictionary<(uint Receiver, ulong Counter), NonceUse> _nonces = new();
+    private readonly Dictionary<UInt256Key, (string Sender, byte[] SealedTimestamp)> _ephemeralSender = new();
+    private readonly HashSet<UInt256Key> _reusedHandshakeKeys = new();
+    private readonly IncrementalHash _digest = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private readonly HashSet<UInt256Key> _sharedEphemerals = new();
     private readonly HashSet<uint> _peerBIndexes = new();
     private readonly Dictionary<string, SenderStats> _senders = new();
@@ -48,6 +55,14 @@ public sealed class WireObserver
     /// <summary>Ephemeral public keys that two or more senders put in an initiation.</summary>
     public int IdenticalEphemerals => _sharedEphemerals.Count;
 
+    /// <summary>Shared ephemerals whose initiations sealed different timestamps under the same
+    /// handshake key and nonce.</summary>
+    public int HandshakeNonceReuse => _reusedHandshakeKeys.Count;
+
+    /// <summary>SHA-256 over every datagram so far (time, sender, bytes): two runs of one scenario
+    /// must agree on it.</summary>
+    public string Digest => Convert.ToHexString(_digest.GetCurrentHash());
+
     /// <summary>From now on, keys peer B announced so far are pre-event keys.</summary>
     public void MarkEvent(TimeSpan now)
     {
@@ -63,13 +78,18 @@ public sealed class WireObserver
     {
         bool fromB = from == PeerB;
         Log?.Add(Describe(now, sender, datagram, to));
+        Span<byte> header = stackalloc byte[8];
+        BinaryPrimitives.WriteInt64LittleEndian(header, now.Ticks);
+        _digest.AppendData(header);
+        _digest.AppendData(System.Text.Encoding.UTF8.GetBytes(sender));
+        _digest.AppendData(datagram);
         bool afterEvent = EventAt is { } at && now >= at;
         switch (MessageHeader.ReadType(datagram))
         {
             case MessageType.Initiation when MessageInitiation.IsWellFormed(datagram):
                 if (fromB)
                     _peerBIndexes.Add(MessageInitiation.SenderIndex(datagram));
-                RecordEphemeral(sender, datagram.Slice(MessageInitiation.EphemeralOffset, 32));
+                RecordEphemeral(sender, datagram);
                 if (afterEvent && !fromB)
                     Stats(sender).FirstInitiationAt ??= now;
                 break;
@@ -87,8 +107,10 @@ public sealed class WireObserver
         ReadOnlySpan<byte> datagram, in Endpoint to)
     {
         TransportPackets++;
+        if (fromB)
+            return;
         uint receiver = MessageTransport.ReceiverIndex(datagram);
-        var key = (to, receiver, MessageTransport.Counter(datagram));
+        var key = (receiver, MessageTransport.Counter(datagram));
         if (!_nonces.TryGetValue(key, out NonceUse? use))
         {
             _nonces[key] = new NonceUse(datagram.ToArray());
@@ -107,8 +129,6 @@ public sealed class WireObserver
             ReusedPackets++;
         }
 
-        if (fromB)
-            return;
         if (!afterEvent)
         {
             _peerBIndexes.Add(receiver);
@@ -143,13 +163,19 @@ public sealed class WireObserver
         return $"{now.TotalMilliseconds,10:0.000} ms {sender} -> {to}: {what}";
     }
 
-    private void RecordEphemeral(string sender, ReadOnlySpan<byte> ephemeral)
+    private void RecordEphemeral(string sender, ReadOnlySpan<byte> initiation)
     {
-        var key = new UInt256Key(ephemeral);
-        if (!_ephemeralSender.TryGetValue(key, out string? first))
-            _ephemeralSender[key] = sender;
-        else if (first != sender)
+        var key = new UInt256Key(initiation.Slice(MessageInitiation.EphemeralOffset, 32));
+        ReadOnlySpan<byte> sealedTimestamp = initiation[MessageInitiation.TimestampOffset..MessageInitiation.Mac1Offset];
+        if (!_ephemeralSender.TryGetValue(key, out var first))
+        {
+            _ephemeralSender[key] = (sender, sealedTimestamp.ToArray());
+            return;
+        }
+        if (first.Sender != sender)
             _sharedEphemerals.Add(key);
+        if (!sealedTimestamp.SequenceEqual(first.SealedTimestamp))
+            _reusedHandshakeKeys.Add(key);
     }
 
     private SenderStats Stats(string sender)
