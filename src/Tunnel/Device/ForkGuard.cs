@@ -41,6 +41,7 @@ public sealed class ForkGuard : IDisposable
     private readonly ILogger _logger;
     private readonly NotifierBlock? _block;
     private readonly GenerationWatcher? _watcher;
+    private readonly IGenerationCounter? _pullCounter;
     private long _sessionsCleared;
     private int _disposed;
 
@@ -66,10 +67,20 @@ public sealed class ForkGuard : IDisposable
             return;
 
         if (hotPath)
+        {
+            _pullCounter = pullCounter;
             device.HotPathCounter = pullCounter;
+            // A device restored from a snapshot already carries the generation its randomness was
+            // reseeded for (the guest's memory); the clone's counter has moved past it, and the
+            // gate must stay shut until the clone's own notification. Only a device that never
+            // had a gate starts from the counter's current value.
+            if (!device.ReseedGateEnabled)
+                device.MarkRandomReseeded(pullCounter!.Read());
+        }
         _watcher = kernel.Watchers.Register(device.Name);
-        // HotPath alone subscribes too, only to acknowledge: from the moment the pull counter moved,
-        // no stale keypair can transmit, so the fork is handled as far as an overseer cares.
+        // HotPath alone subscribes too: to acknowledge (from the moment the pull counter moved no
+        // stale keypair can transmit), and to learn when the randomness has been reseeded, so the
+        // handshakes the hot path held back can go (see TunnelDevice.MarkRandomReseeded).
         _block = new NotifierBlock(OnPmEvent) { Name = $"fork guard ({device.Name})" };
         int rc = kernel.Pm.Register(_block);
         if (rc != 0)
@@ -97,8 +108,11 @@ public sealed class ForkGuard : IDisposable
         if (_block is not null)
             _kernel.Pm.Unregister(_block);
         _watcher?.Dispose();
-        if (Mode is ForkGuardMode.HotPath or ForkGuardMode.Both)
+        if (_pullCounter is not null)
+        {
             _device.HotPathCounter = null;
+            _device.ClearReseedGate();
+        }
     }
 
     /// <summary>The PM chain callback. Never throws (a throwing block would count as a veto).</summary>
@@ -109,7 +123,13 @@ public sealed class ForkGuard : IDisposable
             switch ((PmEvent)action)
             {
                 case PmEvent.PostVmFork:
-                    if (Mode != ForkGuardMode.HotPath)
+                    // The fork path reseeds the kernel's generator before it calls the chain, so
+                    // from here on handshakes are fresh in every clone.
+                    if (_pullCounter is not null)
+                        _device.MarkRandomReseeded(_pullCounter.Read());
+                    if (Mode == ForkGuardMode.HotPath)
+                        SendDeferredHandshakes();
+                    else
                         ClearSessions(rekey: true);
                     break;
                 case PmEvent.HibernationPrepare:
@@ -138,7 +158,7 @@ public sealed class ForkGuard : IDisposable
         // Who had something to lose, before it is gone.
         var hadSession = new bool[peers.Count];
         for (int i = 0; i < peers.Count; i++)
-            hadSession[i] = peers[i].HasSession;
+            hadSession[i] = peers[i].HasSession || peers[i].HandshakeDeferred;
 
         _device.ClearAllSessions();
         Interlocked.Increment(ref _sessionsCleared);
@@ -155,6 +175,18 @@ public sealed class ForkGuard : IDisposable
                 continue;
             peers[i].ResetLastSentHandshake();
             peers[i].InitiateHandshake();
+        }
+    }
+
+    /// <summary>HotPath alone: the handshakes the hot path wanted while the randomness was stale.</summary>
+    private void SendDeferredHandshakes()
+    {
+        foreach (Peer peer in _device.Peers)
+        {
+            if (!peer.HandshakeDeferred)
+                continue;
+            peer.ResetLastSentHandshake();
+            peer.InitiateHandshake();
         }
     }
 

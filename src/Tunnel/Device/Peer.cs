@@ -32,6 +32,9 @@ public sealed partial class Peer
     // response made). The keypair it yields carries this value, not the one at derivation: a
     // handshake that straddles a VM fork yields keys that both clones hold, so they must not send.
     private ulong _handshakeGeneration;
+    // An initiation was wanted while the randomness was not known to be reseeded (see
+    // TunnelDevice.MarkRandomReseeded); the fork guard sends it once it is.
+    private bool _handshakeDeferred;
     // The TAI64N of the last initiation we sent: the next one is always later (see Tai64N.NextWhitened).
     private Tai64N _lastSentTimestamp;
 
@@ -179,6 +182,9 @@ public sealed partial class Peer
                     || Keypairs.Next is not null || _handshake?.Stage is HandshakeStage.InitiationConsumed;
         }
     }
+
+    /// <summary>True if an initiation was held back because the randomness was not known to be reseeded.</summary>
+    internal bool HandshakeDeferred { get { lock (_lock) return _handshakeDeferred; } }
 
     /// <summary>Lets the next initiation leave at once, whatever the REKEY_TIMEOUT spacing says.</summary>
     internal void ResetLastSentHandshake()

@@ -160,6 +160,13 @@ public sealed partial class Peer
                 Volatile.Write(ref _handshakeAttempts, 0);
             if (_hasSentHandshake && now - _lastSentHandshakeNanos < Constants.RekeyTimeoutNanos)
                 return;
+            if (!_device.RandomIsFresh)
+            {
+                // Forked and not yet reseeded: the fork guard sends it after the reseed.
+                _handshakeDeferred = true;
+                return;
+            }
+            _handshakeDeferred = false;
             _hasSentHandshake = true;
             _lastSentHandshakeNanos = now;
 
@@ -204,6 +211,10 @@ public sealed partial class Peer
         lock (_lock)
         {
             if (_removed || _handshake is null)
+                return;
+            // Forked and not yet reseeded: our ephemeral key would be every clone's. The initiator
+            // retries after REKEY_TIMEOUT.
+            if (!_device.RandomIsFresh)
                 return;
             FreeHandshakeIndexLocked();
             uint index = _device.Indexes.Insert(this);

@@ -40,6 +40,8 @@ public sealed partial class TunnelDevice
                 state.UnderLoadUntil = _underLoadUntil;
             }
             state.StaleKeyDrops = StaleKeyDrops;
+            state.ReseedGate = _reseedGate;
+            state.ReseededGeneration = Volatile.Read(ref _reseededGeneration);
             state.RateLimiter = _rateLimiter.Capture();
 
             Peer[] peers = _peerList;
@@ -102,6 +104,10 @@ public sealed partial class TunnelDevice
                 _underLoadUntil = state.UnderLoadUntil;
             }
             Interlocked.Exchange(ref _staleKeyDrops, state.StaleKeyDrops);
+            // The guest's memory says which generation its randomness was last reseeded for; a
+            // clone's counter has moved past it, so its gate stays shut until its own PostVmFork.
+            Volatile.Write(ref _reseededGeneration, state.ReseededGeneration);
+            _reseedGate = state.ReseedGate;
             _rateLimiter.Restore(state.RateLimiter);
 
             var peers = new Peer[state.Peers.Length];
@@ -193,6 +199,7 @@ public sealed partial class Peer
             }
             c.HandshakeIndex = _handshakeIndex;
             c.HandshakeGeneration = _handshakeGeneration;
+            c.HandshakeDeferred = _handshakeDeferred;
             c.LastSentTimestamp = _lastSentTimestamp;
             c.Endpoint = _endpoint;
             c.HasEndpoint = _hasEndpoint;
@@ -271,6 +278,7 @@ public sealed partial class Peer
             }
             _handshakeIndex = c.HandshakeIndex;
             _handshakeGeneration = c.HandshakeGeneration;
+            _handshakeDeferred = c.HandshakeDeferred;
             _lastSentTimestamp = c.LastSentTimestamp;
             _endpoint = c.Endpoint;
             _hasEndpoint = c.HasEndpoint;

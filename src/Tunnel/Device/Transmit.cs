@@ -48,6 +48,8 @@ public sealed partial class TunnelDevice
     private readonly List<TransmitSlot> _pendingTransmits = [];
     private IGenerationCounter? _hotPathCounter;
     private long _staleKeyDrops;
+    private ulong _reseededGeneration;
+    private volatile bool _reseedGate;
 
     /// <summary>
     /// The fork guard's pull counter (vmgenid CTRA page, virtio-rng copy-on-leak word, VMClock), or
@@ -61,6 +63,35 @@ public sealed partial class TunnelDevice
         get => Volatile.Read(ref _hotPathCounter);
         set => Volatile.Write(ref _hotPathCounter, value);
     }
+
+    /// <summary>
+    /// Tells the device that its randomness has been reseeded for pull-counter value
+    /// <paramref name="generation"/> (the fork guard calls it at start and on each PostVmFork) and
+    /// turns on the reseed gate: from then on, while <see cref="HotPathCounter"/> reads anything
+    /// else, no handshake message is made. The hot path sees a fork as soon as the hypervisor moves
+    /// the counter, before the guest kernel has reseeded its generator; a handshake made in that
+    /// window would carry the same ephemeral key (and index) in every clone, and clones that all
+    /// receive the responder's answer would all derive the same session. Deferred handshakes go out
+    /// when the guard reports the reseed.
+    /// </summary>
+    public void MarkRandomReseeded(ulong generation)
+    {
+        Volatile.Write(ref _reseededGeneration, generation);
+        _reseedGate = true;
+    }
+
+    /// <summary>True once <see cref="MarkRandomReseeded"/> has been called (or restored from a snapshot).</summary>
+    public bool ReseedGateEnabled => _reseedGate;
+
+    /// <summary>Turns the reseed gate off (the fork guard detaching).</summary>
+    public void ClearReseedGate() => _reseedGate = false;
+
+    /// <summary>
+    /// False while the reseed gate is on and the pull counter has moved past the last reseed the
+    /// device was told of: randomness drawn now may be the same in every clone.
+    /// </summary>
+    public bool RandomIsFresh =>
+        !_reseedGate || HotPathCounter is not { } counter || counter.Read() == Volatile.Read(ref _reseededGeneration);
 
     /// <summary>Packets the hot-path check dropped because their keypair is from another VM generation.</summary>
     public long StaleKeyDrops => Interlocked.Read(ref _staleKeyDrops);

@@ -40,6 +40,8 @@ public sealed class TunnelDeviceState : IDisposable
     internal int LoadWindowCount;
     internal long UnderLoadUntil;
     internal long StaleKeyDrops;
+    internal bool ReseedGate;
+    internal ulong ReseededGeneration;
     internal RateLimiterState RateLimiter = null!;
     internal PeerCapture[] Peers = [];
     internal IndexCapture[] Indexes = [];
@@ -89,6 +91,8 @@ public sealed class TunnelDeviceState : IDisposable
             w.Write(LoadWindowCount);
             w.Write(UnderLoadUntil);
             w.Write(StaleKeyDrops);
+            w.Write(ReseedGate);
+            w.Write(ReseededGeneration);
             foreach (var b in RateLimiter.V4.OrderBy(b => b.Key))
                 w.Write($"{b.Key}/{b.LastNanos}/{b.Tokens}");
             foreach (var b in RateLimiter.V6.OrderBy(b => b.Key))
@@ -172,6 +176,7 @@ internal sealed class PeerCapture
     public HandshakeCapture? Handshake;
     public uint HandshakeIndex;
     public ulong HandshakeGeneration;
+    public bool HandshakeDeferred;
     public Tai64N LastSentTimestamp;
     public Endpoint Endpoint;
     public bool HasEndpoint;
@@ -221,7 +226,7 @@ internal sealed class PeerCapture
             w.Write($"{h.Stage}/{h.LocalIndex}/{h.RemoteIndex}/{h.LastTimestamp}/{h.LastInitiationConsumed?.Ticks}");
             TunnelDeviceState.WriteBytes(w, h.NoiseState);
         }
-        w.Write($"{HandshakeIndex}/{HandshakeGeneration}/{LastSentTimestamp}/{Endpoint}/{HasEndpoint}/{RxBytes}/{TxBytes}/{LastHandshakeUtcTicks}/{PersistentKeepaliveInterval}");
+        w.Write($"{HandshakeIndex}/{HandshakeGeneration}/{HandshakeDeferred}/{LastSentTimestamp}/{Endpoint}/{HasEndpoint}/{RxBytes}/{TxBytes}/{LastHandshakeUtcTicks}/{PersistentKeepaliveInterval}");
         foreach (KeypairCapture? k in new[] { Previous, Current, Next })
         {
             w.Write(k is not null);
