@@ -185,7 +185,7 @@ public sealed partial class Peer
         IGenerationCounter? counter = _device.HotPathCounter;
         if (counter is not null && counter.Read() != slot.Generation)
         {
-            OnStaleGeneration();
+            OnStaleGeneration(slot.Keypair);
             return;
         }
 
@@ -208,12 +208,23 @@ public sealed partial class Peer
     /// The VM was cloned or restored since this peer's keys were derived: another copy of this
     /// guest may be sending under the same (key, nonce). Stop sending under them and rekey now.
     /// </summary>
-    private void OnStaleGeneration()
+    private void OnStaleGeneration(Keypair keypair)
     {
         _device.CountStaleKeyDrop();
+        lock (_lock)
+        {
+            // Only the first packet caught under this keypair expires the session and rekeys; the
+            // rest (other send threads, deferred slots) are just dropped. A keypair that is no
+            // longer current must not expire the one that replaced it.
+            if (!keypair.CanSend || !ReferenceEquals(Keypairs.Current, keypair))
+            {
+                keypair.DisallowSending();
+                return;
+            }
+            ExpireCurrentKeypairs();
+        }
         if (_device.Logger.IsEnabled(LogLevel.Debug))
             _device.Logger.LogDebug("{Peer}: keypair from another VM generation, dropped a packet and rekeying", this);
-        ExpireCurrentKeypairs();
         SendHandshakeInitiation(isRetry: false);
     }
 }

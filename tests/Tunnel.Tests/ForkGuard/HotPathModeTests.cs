@@ -101,6 +101,25 @@ public sealed class HotPathModeTests
     }
 
     [Fact]
+    public void Many_packets_caught_under_one_stale_keypair_start_one_handshake()
+    {
+        using var pair = new DevicePair(transmitA: TransmitMode.Deferred);
+        var counter = new VmGeneration(3);
+        pair.A.HotPathCounter = counter;
+        pair.Handshake();
+        pair.Clock.Advance(TimeSpan.FromSeconds(1));
+        for (uint i = 0; i < 5; i++)
+            pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, i, 80));
+        Assert.Equal(5, pair.A.PendingTransmits);
+        counter.Advance();
+
+        pair.A.FlushTransmits();
+
+        Assert.Equal(5, pair.A.StaleKeyDrops);
+        Assert.Equal(MessageType.Initiation, Assert.Single(pair.IoA.Sent).Type);
+    }
+
+    [Fact]
     public void A_handshake_that_straddles_a_fork_yields_keys_that_may_not_send()
     {
         // Initiation made before the fork, response consumed after it: both clones could hold the

@@ -145,6 +145,23 @@ public sealed class NotifierModeTests
     }
 
     [Fact]
+    public void Messages_encrypted_under_a_cleared_session_and_not_yet_sent_are_dropped()
+    {
+        using var g = new GuardedPair(ForkGuardMode.Notifier, TransmitMode.Deferred);
+        g.Pair.Handshake();
+        g.Send(1);
+        g.Send(2);
+        Assert.Equal(2, g.A.PendingTransmits);
+
+        g.Fork();
+
+        Assert.Equal(0, g.A.PendingTransmits);
+        Assert.Equal(MessageType.Initiation, Assert.Single(g.Pair.IoA.Sent).Type);
+        Assert.Equal(0, g.A.FlushTransmits());
+        Assert.DoesNotContain(g.Pair.IoA.Sent, d => d.Type == MessageType.Transport);
+    }
+
+    [Fact]
     public void A_peer_without_a_session_gets_no_handshake_after_a_fork()
     {
         using var g = new GuardedPair(ForkGuardMode.Notifier);
