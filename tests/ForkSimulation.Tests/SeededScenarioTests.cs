@@ -79,6 +79,10 @@ public class SeededScenarioTests(ITestOutputHelper output)
         {
             case ForkGuardMode.HotPath or ForkGuardMode.Both when r.ReusedPairs != 0 || r.StalePackets != 0:
                 return $"{s.Mode}: {r.ReusedPairs} reused pairs, {r.StalePackets} stale packets";
+            // The hot path sees the fork before the randomness is reseeded: it must hold its
+            // handshake back until then, or the clones' handshakes are copies.
+            case ForkGuardMode.HotPath or ForkGuardMode.Both when r.IdenticalEphemerals != 0 || r.HandshakeNonceReuse != 0:
+                return $"{s.Mode}: {r.IdenticalEphemerals} shared ephemerals, {r.HandshakeNonceReuse} handshake nonces reused";
             case ForkGuardMode.Notifier when !anyDelay && (r.ReusedPairs != 0 || r.StalePackets != 0):
                 return $"Notifier without delay: {r.ReusedPairs} reused pairs, {r.StalePackets} stale packets";
             case ForkGuardMode.Notifier or ForkGuardMode.Both:
