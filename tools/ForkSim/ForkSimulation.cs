@@ -29,6 +29,7 @@ public sealed class ForkSimulation : IDisposable
     private readonly Guest _source;
     private readonly PeerAWorkload _sourceWorkload;
     private readonly List<PeerAWorkload> _after = new();
+    private VmSnapshot? _snapshot;
     private TimeSpan? _eventTime;
     private bool _pendingAtSnapshot;
     private bool _sessionAtEvent;
@@ -163,6 +164,7 @@ public sealed class ForkSimulation : IDisposable
         MarkEvent();
         // The source is discarded, so no leak-on-save signal: nobody would run to handle it.
         VmSnapshot snapshot = _vmm.Snapshot(_source, new SnapshotOptions { SignalLeakOnSave = false });
+        _snapshot = snapshot;
         _source.Destroy();
         for (int i = 0; i < Scenario.Clones; i++)
         {
@@ -229,6 +231,9 @@ public sealed class ForkSimulation : IDisposable
     {
         foreach (PeerAWorkload w in _workloads)
             w.Dispose();
+        // The snapshot holds a copy of A's keys like any other memory image: zero it too.
+        foreach (object state in _snapshot?.Workloads ?? [])
+            (state as PeerAState)?.Device.Dispose();
         PeerB.Dispose();
         Wire.Dispose();
         _vmm.Dispose();
