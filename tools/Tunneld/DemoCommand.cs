@@ -59,9 +59,11 @@ internal static class DemoCommand
                     EventAt = TimeSpan.FromMilliseconds(1500),
                     ForkPoint = ForkPoint.BetweenEncryptAndTransmit,
                     PacketsPerSecond = rate,
-                    // Clones of real VMs start one after another; 30 ms also clears B's per-peer
-                    // limit of one initiation every 20 ms.
-                    CloneStagger = TimeSpan.FromMilliseconds(30),
+                    // Clones of real VMs start one after another. The clones share one identity,
+                    // so B's limit of one initiation per peer every 20 ms is shared too; 100 ms
+                    // leaves room for each clone's two initiations (a fork is signalled twice, by
+                    // vmgenid and by the virtio-rng leak, and the second clear respaces by 40 ms).
+                    CloneStagger = TimeSpan.FromMilliseconds(100),
                     // Long enough to see a handshake retried after REKEY_TIMEOUT (5 s).
                     RunAfterEvent = TimeSpan.FromSeconds(8),
                 };
