@@ -130,14 +130,14 @@ public sealed class ForkGuard : IDisposable
                     if (Mode == ForkGuardMode.HotPath)
                         SendDeferredHandshakes();
                     else
-                        ClearSessions(rekey: true);
+                        ClearSessions(rekey: true, keepMadeAt: _pullCounter?.Read());
                     break;
                 case PmEvent.HibernationPrepare:
                 case PmEvent.SuspendPrepare:
                     // The image (or RAM) may be resumed more than once: no key may survive it. After
                     // resume, wait for traffic as the kernel does: a suspended laptop needs no session.
                     if (Mode != ForkGuardMode.HotPath)
-                        ClearSessions(rekey: false);
+                        ClearSessions(rekey: false, keepMadeAt: null);
                     break;
                 default:
                     return NotifyResult.Done;
@@ -152,30 +152,37 @@ public sealed class ForkGuard : IDisposable
         }
     }
 
-    private void ClearSessions(bool rekey)
+    /// <param name="keepMadeAt">With a pull counter (Both): its value now. Sessions started at it
+    /// were made after this VM's own reseed and are kept: a fork is often signalled twice (vmgenid,
+    /// then the virtio-rng leak), and the second signal must not throw away the handshake the
+    /// first one started. Without a pull counter a second signal cannot be told from a new fork,
+    /// so everything goes.</param>
+    private void ClearSessions(bool rekey, ulong? keepMadeAt)
     {
         IReadOnlyList<Peer> peers = _device.Peers;
-        // Who had something to lose, before it is gone.
-        var hadSession = new bool[peers.Count];
+        var rekeyPeer = new bool[peers.Count];
         for (int i = 0; i < peers.Count; i++)
-            hadSession[i] = peers[i].HasSession || peers[i].HandshakeDeferred;
-
-        _device.ClearAllSessions();
+        {
+            Peer peer = peers[i];
+            if (keepMadeAt is { } generation && peer.SessionMadeAt(generation))
+                continue;
+            // Who had something to lose, before it is gone.
+            rekeyPeer[i] = rekey && (peer.HasSession || peer.HandshakeDeferred);
+            peer.ClearSessions();
+            // The session is gone, so the REKEY_TIMEOUT wait for an answer to the last initiation
+            // is moot: the next one may leave as soon as the responder will take it.
+            peer.ResetLastSentHandshake();
+        }
+        _device.DropZeroedTransmits();
         Interlocked.Increment(ref _sessionsCleared);
         _logger.LogInformation("{Device}: cleared every session ({Reason})", _device.Name,
             rekey ? "VM fork" : "suspend/hibernate");
-        // The sessions are gone, so the REKEY_TIMEOUT wait for an answer to the last initiation
-        // is moot: the next one may leave as soon as the responder will take it.
-        foreach (Peer peer in peers)
-            peer.ResetLastSentHandshake();
-        if (!rekey)
-            return;
 
         // New handshakes at once, with the reseeded randomness: the kernel would wait for the
         // next packet, leaving the tunnel dead until then.
         for (int i = 0; i < peers.Count; i++)
         {
-            if (hadSession[i])
+            if (rekeyPeer[i])
                 peers[i].InitiateHandshake();
         }
     }

@@ -183,6 +183,23 @@ public sealed partial class Peer
         }
     }
 
+    /// <summary>
+    /// True if the handshake in progress and every keypair were started at pull-counter
+    /// <paramref name="generation"/>: with the reseed gate on, that means after this VM's own
+    /// reseed, so nothing of it was copied by a snapshot (a fork moves the counter first).
+    /// </summary>
+    internal bool SessionMadeAt(ulong generation)
+    {
+        lock (_lock)
+        {
+            bool handshakeInProgress = _handshakeIndex != 0 || _handshake?.Stage is HandshakeStage.InitiationConsumed;
+            return (!handshakeInProgress || _handshakeGeneration == generation)
+                && (Keypairs.Previous?.CreatedGeneration ?? generation) == generation
+                && (Keypairs.Current?.CreatedGeneration ?? generation) == generation
+                && (Keypairs.Next?.CreatedGeneration ?? generation) == generation;
+        }
+    }
+
     /// <summary>True if an initiation was held back because the randomness was not known to be reseeded.</summary>
     internal bool HandshakeDeferred { get { lock (_lock) return _handshakeDeferred; } }
 

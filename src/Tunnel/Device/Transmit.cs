@@ -142,7 +142,7 @@ public sealed partial class TunnelDevice
     /// Drops pending messages whose keypair has been zeroed: they were encrypted under a session
     /// that no longer exists, and stage 2 would drop them anyway.
     /// </summary>
-    private void DropZeroedTransmits()
+    internal void DropZeroedTransmits()
     {
         lock (_transmitLock)
         {

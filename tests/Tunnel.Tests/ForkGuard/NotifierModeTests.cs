@@ -129,6 +129,33 @@ public sealed class NotifierModeTests
         Assert.Equal(5u, DevicePair.ReadIntact(Assert.Single(g.Pair.IoB.Delivered)));
     }
 
+    [Fact]
+    public void Both_keeps_the_handshake_made_after_its_own_reseed_when_the_fork_is_signalled_again()
+    {
+        // With a pull counter the guard can tell the second signal of one fork from a new fork:
+        // the counter has not moved, and the handshake started after this VM's reseed is its own.
+        using var g = new GuardedPair(ForkGuardMode.Both);
+        TwoSessions(g);
+        g.Fork();
+        Assert.Equal(MessageType.Initiation, Assert.Single(g.Pair.IoA.Sent).Type);
+        g.Kernel.AddVmForkRandomness(GuardedPair.VmId(200)); // the second signal, same instant
+        Assert.Equal(2, g.Guard.SessionsCleared);
+        Assert.Single(g.Pair.IoA.Sent); // no second initiation: the first is still wanted
+        Assert.Equal(0, g.Kernel.Watchers.OutdatedCount);
+
+        g.Pair.History.Clear();
+        g.Pair.Pump(); // B answers the first initiation, which A still has
+        Assert.Single(g.Pair.History, d => d.Type == MessageType.Response);
+        g.Send(6);
+        g.Pair.Pump();
+        Assert.Equal(6u, DevicePair.ReadIntact(Assert.Single(g.Pair.IoB.Delivered)));
+
+        // A real new fork (the counter moves) still clears it.
+        Keypair fresh = Assert.IsType<Keypair>(g.PeerB.Keypairs.Current);
+        g.Fork();
+        Assert.True(fresh.IsZeroed);
+    }
+
     [Theory]
     [InlineData(PmEvent.SuspendPrepare)]
     [InlineData(PmEvent.HibernationPrepare)]
