@@ -362,6 +362,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         if (_uapi is not null)
             await _uapi.DisposeAsync();
         _stop.Set();
+        _fork?.Dispose(); // its source stops first: no fork may be handled while the engine is torn down
         _tun?.Dispose(); // wakes the reader
         _io?.Bind.Dispose(); // wakes the receiver
         foreach (var thread in _threads)
@@ -369,7 +370,6 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         if (_threads.Count > 0)
             _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated",
                 _tunPackets, _tunAllocated, _udpDatagrams, _udpAllocated);
-        _fork?.Dispose(); // its source first: no fork may be handled while the engine is torn down
         if (_device is not null)
         {
             _device.ClearAllSessions();
