@@ -17,7 +17,9 @@ const string Usage = """
                                      the device to watch instead of /dev/... (tests: a file)
       genkey                         print a new private key (base64), like wg genkey
       pubkey                         read a private key on stdin, print its public key
-      demo                           the fork-safety demonstration (not available yet)
+      demo [--clones N] [--seed S] [--delays MS,...] [--rate PPS]
+                                     the fork-safety demonstration: a VM with the tunnel forked
+                                     into clones, each fork-guard mode in turn, over loopback UDP
       --help                         this text
 
     Exit codes: 0 ok, 1 runtime failure (privileges, device, port), 2 bad command line or config.
@@ -33,8 +35,7 @@ switch (args)
     case ["pubkey"]:
         return KeyCommands.PubKey(Console.In, Console.Out, Console.Error);
     case ["demo", ..]:
-        Console.WriteLine("tunneld demo: not available yet (it arrives with the fork simulation)");
-        return 0;
+        return DemoCommand.Run(args[1..], Console.Out, Console.Error);
     case ["up", ..]:
         if (!UpOptions.TryParse(args[1..], out var up, out var problem))
         {

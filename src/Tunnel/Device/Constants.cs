@@ -57,6 +57,14 @@ public static class Constants
     /// <summary>Minimum spacing of consumed initiations from one peer: 1 s / 50 = 20 ms.</summary>
     public const long InitiationMinIntervalNanos = NanosPerSecond / InitiationsPerSecond;
 
+    /// <summary>
+    /// Our own spacing of two initiations to one peer when the REKEY_TIMEOUT spacing was restarted
+    /// (sessions cleared or expired): the responder refuses an initiation that arrives within
+    /// <see cref="InitiationMinIntervalNanos"/> of the last it took from us, and network jitter can
+    /// bring two sends closer together on arrival, so twice that.
+    /// </summary>
+    public const long InitiationRespacingNanos = 2 * InitiationMinIntervalNanos;
+
     // ---- Cookies (whitepaper 5.4.7) ----
 
     /// <summary>The responder's cookie secret is replaced after this long (kernel COOKIE_SECRET_MAX_AGE).</summary>

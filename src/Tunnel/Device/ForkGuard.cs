@@ -164,6 +164,10 @@ public sealed class ForkGuard : IDisposable
         Interlocked.Increment(ref _sessionsCleared);
         _logger.LogInformation("{Device}: cleared every session ({Reason})", _device.Name,
             rekey ? "VM fork" : "suspend/hibernate");
+        // The sessions are gone, so the REKEY_TIMEOUT wait for an answer to the last initiation
+        // is moot: the next one may leave as soon as the responder will take it.
+        foreach (Peer peer in peers)
+            peer.ResetLastSentHandshake();
         if (!rekey)
             return;
 
@@ -171,10 +175,8 @@ public sealed class ForkGuard : IDisposable
         // next packet, leaving the tunnel dead until then.
         for (int i = 0; i < peers.Count; i++)
         {
-            if (!hadSession[i])
-                continue;
-            peers[i].ResetLastSentHandshake();
-            peers[i].InitiateHandshake();
+            if (hadSession[i])
+                peers[i].InitiateHandshake();
         }
     }
 

@@ -153,7 +153,7 @@ public sealed partial class Peer
         lock (_lock)
         {
             ClearHandshakeLocked();
-            _hasSentHandshake = false;
+            RestartHandshakeSpacingLocked();
             Keypairs.Current?.DisallowSending();
             Keypairs.Next?.DisallowSending();
         }
@@ -186,11 +186,30 @@ public sealed partial class Peer
     /// <summary>True if an initiation was held back because the randomness was not known to be reseeded.</summary>
     internal bool HandshakeDeferred { get { lock (_lock) return _handshakeDeferred; } }
 
-    /// <summary>Lets the next initiation leave at once, whatever the REKEY_TIMEOUT spacing says.</summary>
+    /// <summary>Lets the next initiation leave at once, whatever the REKEY_TIMEOUT spacing says (see
+    /// <see cref="RestartHandshakeSpacingLocked"/> for the one limit that remains).</summary>
     internal void ResetLastSentHandshake()
     {
         lock (_lock)
-            _hasSentHandshake = false;
+            RestartHandshakeSpacingLocked();
+    }
+
+    /// <summary>
+    /// Restarts the REKEY_TIMEOUT spacing of initiations so the next may leave at once, but never
+    /// sooner than the responder takes it: it refuses a second initiation from us within
+    /// 1/INITIATIONS_PER_SECOND of the last (its flood limit). Sessions cleared twice in quick
+    /// succession (vmgenid and virtio-rng both signalling one fork) would otherwise send a second
+    /// initiation that is refused, while the answer to the first finds its handshake gone: the
+    /// tunnel would stay down for a whole REKEY_TIMEOUT. An initiation wanted before then leaves on
+    /// the retransmit timer when the responder will take it (see SendHandshakeInitiation).
+    /// </summary>
+    private void RestartHandshakeSpacingLocked()
+    {
+        if (!_hasSentHandshake)
+            return;
+        _hasSentHandshake = false;
+        long acceptedFrom = _lastSentHandshakeNanos + Constants.InitiationRespacingNanos;
+        _initiationNotBeforeNanos = _device.Clock.MonotonicNanos < acceptedFrom ? acceptedFrom : 0;
     }
 
     public override string ToString() => $"Peer({_publicKey})";

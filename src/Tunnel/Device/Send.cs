@@ -160,6 +160,13 @@ public sealed partial class Peer
                 Volatile.Write(ref _handshakeAttempts, 0);
             if (_hasSentHandshake && now - _lastSentHandshakeNanos < Constants.RekeyTimeoutNanos)
                 return;
+            if (now < _initiationNotBeforeNanos)
+            {
+                // The responder would still refuse it: send it when it will take it.
+                if (_initiationNotBeforeNanos < Volatile.Read(ref _retransmitHandshakeDeadline))
+                    Volatile.Write(ref _retransmitHandshakeDeadline, _initiationNotBeforeNanos);
+                return;
+            }
             if (!_device.RandomIsFresh)
             {
                 // Forked and not yet reseeded: the fork guard sends it after the reseed.
@@ -169,6 +176,7 @@ public sealed partial class Peer
             _handshakeDeferred = false;
             _hasSentHandshake = true;
             _lastSentHandshakeNanos = now;
+            _initiationNotBeforeNanos = 0;
 
             FreeHandshakeIndexLocked();
             uint index = _device.Indexes.Insert(this);

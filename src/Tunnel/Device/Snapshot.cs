@@ -208,6 +208,7 @@ public sealed partial class Peer
             c.Next = CaptureKeypair(state, Keypairs.Next);
             c.LastSentHandshakeNanos = _lastSentHandshakeNanos;
             c.HasSentHandshake = _hasSentHandshake;
+            c.InitiationNotBeforeNanos = _initiationNotBeforeNanos;
         }
         c.RxBytes = Volatile.Read(ref _rxBytes);
         c.TxBytes = Volatile.Read(ref _txBytes);
@@ -285,6 +286,7 @@ public sealed partial class Peer
             Keypairs.Restore(RestoreKeypair(c.Previous), RestoreKeypair(c.Current), RestoreKeypair(c.Next));
             _lastSentHandshakeNanos = c.LastSentHandshakeNanos;
             _hasSentHandshake = c.HasSentHandshake;
+            _initiationNotBeforeNanos = c.InitiationNotBeforeNanos;
         }
         Volatile.Write(ref _rxBytes, c.RxBytes);
         Volatile.Write(ref _txBytes, c.TxBytes);

@@ -33,6 +33,9 @@ public sealed partial class Peer
     private volatile bool _sentLastMinuteHandshake;
     private long _lastSentHandshakeNanos;
     private bool _hasSentHandshake;
+    // After the spacing was restarted: no initiation before this (0 = none); see
+    // RestartHandshakeSpacingLocked.
+    private long _initiationNotBeforeNanos;
 
     private void InitTimers() => StopTimers();
 
@@ -177,6 +180,7 @@ public sealed partial class Peer
         {
             writer.Write(_lastSentHandshakeNanos);
             writer.Write(_hasSentHandshake);
+            writer.Write(_initiationNotBeforeNanos);
         }
     }
 }

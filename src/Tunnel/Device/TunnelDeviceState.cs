@@ -206,6 +206,7 @@ internal sealed class PeerCapture
     public bool SentLastMinuteHandshake;
     public long LastSentHandshakeNanos;
     public bool HasSentHandshake;
+    public long InitiationNotBeforeNanos;
 
     public byte[][] Staged = [];
 
@@ -238,7 +239,7 @@ internal sealed class PeerCapture
         TunnelDeviceState.WriteBytes(w, LastMac1);
         w.Write($"{HasLastMac1}/{CookieSet?.Ticks}");
         w.Write($"{RetransmitHandshakeDeadline}/{SendKeepaliveDeadline}/{NewHandshakeDeadline}/{ZeroKeyMaterialDeadline}/{PersistentKeepaliveDeadline}");
-        w.Write($"{HandshakeAttempts}/{NeedAnotherKeepalive}/{SentLastMinuteHandshake}/{LastSentHandshakeNanos}/{HasSentHandshake}");
+        w.Write($"{HandshakeAttempts}/{NeedAnotherKeepalive}/{SentLastMinuteHandshake}/{LastSentHandshakeNanos}/{HasSentHandshake}/{InitiationNotBeforeNanos}");
         foreach (byte[] packet in Staged)
             TunnelDeviceState.WriteBytes(w, packet);
     }

@@ -208,6 +208,9 @@ public sealed class CaptureRestoreTests
             var cloneCounter = new VmGeneration(11);
             var io = new RecordingIo();
             using TunnelDevice clone = Fresh(pair, io, mode: TransmitMode.Deferred);
+            // A clone resumes later than its snapshot was taken (and so after the responder's
+            // 1/50 s limit on initiations from one peer has passed).
+            pair.Clock.Advance(TimeSpan.FromSeconds(1));
             ForkGuard? cloneGuard = null;
             if (!guardAfterRestore)
                 cloneGuard = new ForkGuard(clone, cloneKernel, ForkGuardMode.HotPath, cloneCounter);

@@ -101,6 +101,34 @@ public sealed class NotifierModeTests
         Assert.Equal(3u, DevicePair.ReadIntact(Assert.Single(g.Pair.IoB.Delivered)));
     }
 
+    [Fact]
+    public void A_fork_signalled_twice_respaces_the_second_initiation_so_the_responder_takes_it()
+    {
+        // vmgenid and the virtio-rng leak both run the fork path: two PostVmFork in one instant.
+        // The second clears the handshake the first started; sending its initiation at once would
+        // be refused by B (one initiation per peer per 20 ms), and the answer to the first would
+        // find nothing: no keys for REKEY_TIMEOUT. It must leave at the respacing instead.
+        using var g = new GuardedPair(ForkGuardMode.Notifier);
+        TwoSessions(g);
+        g.Fork();
+        Assert.Equal(MessageType.Initiation, Assert.Single(g.Pair.IoA.Sent).Type);
+        g.Pair.IoA.Sent.Clear();
+        g.Kernel.AddVmForkRandomness(GuardedPair.VmId(200)); // the second signal, same instant
+        Assert.Equal(2, g.Guard.SessionsCleared);
+        Assert.Empty(g.Pair.IoA.Sent);                       // not into B's flood limit...
+
+        g.Pair.History.Clear();
+        g.Pair.Advance(TimeSpan.FromTicks(Constants.InitiationRespacingNanos / 100),
+            step: TimeSpan.FromMilliseconds(1));
+        // ...but as soon as B takes it, and the session is up well before REKEY_TIMEOUT.
+        Assert.Single(g.Pair.History, d => d.Type == MessageType.Initiation);
+        Assert.Single(g.Pair.History, d => d.Type == MessageType.Response);
+        Assert.NotNull(g.PeerB.Keypairs.Current ?? g.PeerB.Keypairs.Next);
+        g.Send(5);
+        g.Pair.Pump();
+        Assert.Equal(5u, DevicePair.ReadIntact(Assert.Single(g.Pair.IoB.Delivered)));
+    }
+
     [Theory]
     [InlineData(PmEvent.SuspendPrepare)]
     [InlineData(PmEvent.HibernationPrepare)]

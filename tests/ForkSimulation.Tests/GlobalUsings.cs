@@ -1,0 +1,3 @@
+global using ForkSim;
+global using Tunnel.Device;
+global using Xunit;

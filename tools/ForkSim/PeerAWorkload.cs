@@ -1,0 +1,197 @@
+using ForkNotify;
+using Tunnel.Device;
+using VmDevices;
+
+namespace ForkSim;
+
+/// <summary>
+/// Peer A, the tunnel inside the VM: a <see cref="TunnelDevice"/> whose randomness is the guest
+/// kernel's (<c>ctx.Kernel.Random</c>, copied by a snapshot), whose clock is the scheduler's, with a
+/// <see cref="ForkGuard"/> in the scenario's mode, and deferred transmit so a snapshot can fall
+/// between encryption and transmission. It sends numbered packets to B at the scenario's rate.
+/// Built by the VMM's workload factory for the original guest and for every clone; a clone's
+/// configuration and sessions come from <see cref="RestoreState"/>.
+/// </summary>
+internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
+{
+    /// <summary>How often the device's timers are checked (well inside the protocol's slack).</summary>
+    public static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>
+    /// User space runs after the interrupt handlers of the same instant: a notification with delay 0
+    /// is handled before the guest's first packet after resume, as an interrupt pending at resume
+    /// would be on real hardware.
+    /// </summary>
+    public static readonly TimeSpan UserSpaceLatency = TimeSpan.FromTicks(10); // 1 us
+
+    private readonly GuestContext _ctx;
+    private readonly ForkSimulation _sim;
+    private readonly Endpoint _endpoint;
+    private readonly NotifierBlock _pmBlock;
+    private readonly byte[] _packet = new byte[TrafficPacket.Size];
+    private uint _nextSequence;
+    private bool _flushScheduled;
+    private bool _asleep;
+
+    public PeerAWorkload(GuestContext ctx, ForkSimulation sim, ushort tag)
+    {
+        _ctx = ctx;
+        _sim = sim;
+        Tag = tag;
+        ForkScenario scenario = sim.Scenario;
+        ctx.Kernel.ReseedRandomOnFork = scenario.ReseedRandomOnFork;
+        _endpoint = sim.Wire.Attach(ctx.Name, ctx.Scheduler, OnDatagram);
+        Device = new TunnelDevice(new DeviceOptions
+        {
+            Clock = new SchedulerClock(ctx.Scheduler),
+            Random = ctx.Kernel.Random,
+            Name = "wg0",
+            TransmitMode = TransmitMode.Deferred,
+        }, this);
+        if (!ctx.IsClone)
+            Configure();
+        Guard = new ForkGuard(Device, ctx.Kernel, scenario.Mode, PullCounter(ctx, scenario));
+        // Lowest priority: runs after the guard, to see the result and flush what it sent.
+        _pmBlock = new NotifierBlock(OnPmEvent, int.MinValue) { Name = $"forksim {ctx.Name}" };
+        ctx.Kernel.Pm.Register(_pmBlock);
+    }
+
+    public string Name => _ctx.Name;
+
+    /// <summary>Written into every packet this guest sends, so clones' plaintexts differ.</summary>
+    public ushort Tag { get; }
+
+    public TunnelDevice Device { get; }
+
+    public ForkGuard Guard { get; }
+
+    /// <summary>When the vCPUs last resumed (boot, restore or wake-up).</summary>
+    public TimeSpan? ResumedAt { get; private set; }
+
+    /// <summary>When the kernel first delivered the post-event notification after the last resume.</summary>
+    public TimeSpan? NotifiedAt { get; private set; }
+
+    /// <summary>Runs once, right after the next data packet is encrypted and before its flush.</summary>
+    public Action? AfterNextEncrypt { get; set; }
+
+    public long RepliesReceived { get; private set; }
+
+    /// <summary>A keypair that can send now.</summary>
+    public bool HasLiveSession => Device.Peers.Count > 0 && Device.Peers[0].Keypairs.Current is { CanSend: true };
+
+    private static IGenerationCounter? PullCounter(GuestContext ctx, ForkScenario scenario) =>
+        scenario.Mode is ForkGuardMode.HotPath or ForkGuardMode.Both
+            ? scenario.PullCounter == PullCounterKind.CopyOnLeak ? ctx.LeakCounter : ctx.VmGenIdCounter
+            : null;
+
+    private void Configure()
+    {
+        Device.SetPrivateKey(_sim.PrivateKeyA);
+        Peer b = Device.AddPeer(_sim.PublicKeyB);
+        b.Endpoint = _sim.PeerB.Endpoint;
+        Device.AllowedIps.Insert(TrafficPacket.AddressB, 32, b);
+    }
+
+    public object CaptureState() => new PeerAState(Device.CaptureState(), _nextSequence);
+
+    public void RestoreState(object state)
+    {
+        var s = (PeerAState)state;
+        Device.RestoreState(s.Device);
+        _nextSequence = s.NextSequence;
+        // A clone is restored with its vCPUs paused and resumes at this very instant.
+        ResumedAt = _ctx.Now;
+    }
+
+    public void OnResume()
+    {
+        ResumedAt ??= _ctx.Now;
+        _ctx.Scheduler.Schedule(UserSpaceLatency, Flush);
+        _ctx.Scheduler.Schedule(UserSpaceLatency + _sim.TrafficPhase(Tag), SendNext);
+        _ctx.Scheduler.Schedule(UserSpaceLatency + TickInterval, Tick);
+    }
+
+    /// <summary>The machine goes to sleep (suspend or hibernate): nothing runs, nothing is received.</summary>
+    public void Sleep() => _asleep = true;
+
+    /// <summary>The machine is back; the caller then runs the post-event notifier chain.</summary>
+    public void Wake()
+    {
+        _asleep = false;
+        ResumedAt = _ctx.Now;
+        NotifiedAt = null;
+    }
+
+    private void SendNext()
+    {
+        if (!_asleep)
+        {
+            TrafficPacket.Write(_packet, TrafficPacket.AddressA, TrafficPacket.AddressB, _nextSequence++, Tag);
+            Device.SendPacket(_packet);
+            if (AfterNextEncrypt is { } hook)
+            {
+                AfterNextEncrypt = null;
+                hook();
+            }
+            ScheduleFlush();
+        }
+        _ctx.Scheduler.Schedule(_sim.PacketInterval, SendNext);
+    }
+
+    private void Tick()
+    {
+        if (!_asleep)
+        {
+            Device.Tick();
+            ScheduleFlush();
+        }
+        _ctx.Scheduler.Schedule(TickInterval, Tick);
+    }
+
+    private void OnDatagram(byte[] datagram, Endpoint from)
+    {
+        if (_asleep)
+            return;
+        Device.ReceiveDatagram(datagram, from);
+        ScheduleFlush();
+    }
+
+    /// <summary>Stage 2 runs as its own event: another event (a snapshot) may come in between.</summary>
+    private void ScheduleFlush()
+    {
+        if (_flushScheduled)
+            return;
+        _flushScheduled = true;
+        _ctx.Scheduler.Schedule(TimeSpan.Zero, Flush);
+    }
+
+    private void Flush()
+    {
+        _flushScheduled = false;
+        if (!_asleep)
+            Device.FlushTransmits();
+    }
+
+    private NotifyResult OnPmEvent(NotifierBlock block, ulong action, object? data)
+    {
+        if ((PmEvent)action is PmEvent.PostVmFork or PmEvent.PostSuspend or PmEvent.PostHibernation
+            && ResumedAt is not null && NotifiedAt is null)
+            NotifiedAt = _ctx.Now;
+        ScheduleFlush();
+        return NotifyResult.Done;
+    }
+
+    void IDeviceIo.SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to) => _sim.Wire.Send(_endpoint, datagram, to);
+
+    void IDeviceIo.DeliverPacket(ReadOnlySpan<byte> ipPacket, Peer from) => RepliesReceived++;
+
+    public void Dispose()
+    {
+        _ctx.Kernel.Pm.Unregister(_pmBlock);
+        Guard.Dispose();
+        Device.Dispose();
+    }
+}
+
+/// <summary>Peer A's part of a VM snapshot: the whole device, and where its traffic counter was.</summary>
+internal sealed record PeerAState(TunnelDeviceState Device, uint NextSequence);
