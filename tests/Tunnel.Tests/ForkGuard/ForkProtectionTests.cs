@@ -64,7 +64,10 @@ public sealed class ForkProtectionTests : IDisposable
         Keypair before = Assert.IsType<Keypair>(pair.PeerB.Keypairs.Current);
         uint oldIndex = before.LocalIndex;
 
-        page.PostRestore(); // seq odd, generation 42, seq even
+        // A second later (past the 20 ms every responder keeps between initiations from one peer,
+        // which the guard respects), the hypervisor restores the VM: seq odd, generation 42, seq even.
+        pair.Clock.Advance(TimeSpan.FromSeconds(1));
+        page.PostRestore();
         WaitFor(() => protection.Forks == 1, "the vmclock bump never reached the fork path");
 
         Assert.Null(pair.PeerB.Keypairs.Current);
@@ -79,7 +82,6 @@ public sealed class ForkProtectionTests : IDisposable
         Assert.Equal("1", keys["fork_sessions_cleared"]);
         Assert.Equal("42", keys["fork_pull_counter"]);
 
-        pair.Clock.Advance(TimeSpan.FromSeconds(1)); // past B's 20 ms initiation flood limit
         pair.Pump();
         Keypair after = Assert.IsType<Keypair>(pair.PeerB.Keypairs.Current);
         Assert.NotEqual(oldIndex, after.LocalIndex);
@@ -103,10 +105,12 @@ public sealed class ForkProtectionTests : IDisposable
         Assert.Equal(0, protection.Events);
         Assert.DoesNotContain("fork_pull_counter", Keys(protection).Keys);
 
+        pair.Clock.Advance(TimeSpan.FromSeconds(1)); // past the responder's initiation flood limit
         System.IO.File.AppendAllText(log, "5,400,2000000,-;random: crng reseeded due to virtual machine fork\n");
         WaitFor(() => protection.Forks == 1, "the kmsg line never reached the fork path");
         Assert.Equal(MessageType.Initiation, Assert.Single(pair.IoA.TakeSent()).Type);
 
+        pair.Clock.Advance(TimeSpan.FromSeconds(1));
         System.IO.File.AppendAllText(log, "5,401,2000001,-;random: crng reseeded due to virtual machine fork\n");
         WaitFor(() => protection.Forks == 2, "the second kmsg line never reached the fork path");
         var keys = Keys(protection);
