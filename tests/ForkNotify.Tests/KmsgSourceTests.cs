@@ -68,6 +68,8 @@ public sealed class KmsgSourceTests
 
         Assert.Equal(2, events.Count);
         Assert.Contains("seq 344", events.First().Detail);
+        Assert.Equal(344UL, events.First().Sequence); // for the VM ID (VmForkId): the record's own number
+        Assert.Null(events.First().Generation);
     }
 
     [Fact]

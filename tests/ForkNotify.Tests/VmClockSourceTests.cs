@@ -1,4 +1,5 @@
 using ForkNotify;
+using TestSupport;
 using Xunit;
 
 namespace ForkNotify.Tests;

@@ -1,3 +1,5 @@
+using System.Net.Sockets;
+using System.Text;
 using Xunit;
 
 namespace Integration.Tests;
@@ -22,8 +24,9 @@ public sealed record KeyPair(string Private, string Public)
 public static class TunnelEnds
 {
     /// <summary>Writes <paramref name="config"/> (0600) to <paramref name="dir"/> and runs
-    /// <c>tunneld up</c> in <paramref name="ns"/>; returns once its UAPI socket answers.</summary>
-    public static BackgroundProcess StartTunneld(NetNs ns, string dir, string name, string config)
+    /// <c>tunneld up</c> in <paramref name="ns"/> with <paramref name="options"/> after the file;
+    /// returns once its UAPI socket answers.</summary>
+    public static BackgroundProcess StartTunneld(NetNs ns, string dir, string name, string config, params string[] options)
     {
         var path = Path.Combine(dir, name + ".conf");
         File.WriteAllText(path, config);
@@ -32,7 +35,7 @@ public static class TunnelEnds
         var socket = SocketPath(name);
         ns.RemoveOnDispose(socket);
         var daemon = ns.StartWithEnvironment(new Dictionary<string, string> { ["Logging__LogLevel__Default"] = "Debug" },
-            TunneldBinary.Path, "up", path);
+            [TunneldBinary.Path, "up", path, .. options]);
         WaitForSocket(socket, daemon);
         return daemon;
     }
@@ -68,6 +71,37 @@ public static class TunnelEnds
     }
 
     public static string SocketPath(string name) => $"/var/run/wireguard/{name}.sock";
+
+    /// <summary>
+    /// The device-level keys of a raw UAPI <c>get=1</c> (everything before the first
+    /// <c>public_key</c>), including the extra keys wg does not show.
+    /// </summary>
+    public static Dictionary<string, string> UapiDeviceKeys(string name)
+    {
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.ReceiveTimeout = 10_000;
+        socket.Connect(new UnixDomainSocketEndPoint(SocketPath(name)));
+        socket.Send("get=1\n\n"u8);
+        var reply = new StringBuilder();
+        var buffer = new byte[4096];
+        while (!reply.ToString().EndsWith("\n\n", StringComparison.Ordinal))
+        {
+            var n = socket.Receive(buffer);
+            if (n == 0)
+                break;
+            reply.Append(Encoding.ASCII.GetString(buffer, 0, n));
+        }
+        var keys = new Dictionary<string, string>();
+        foreach (var line in reply.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var eq = line.IndexOf('=');
+            if (line.StartsWith("public_key=", StringComparison.Ordinal))
+                break;
+            if (eq > 0)
+                keys[line[..eq]] = line[(eq + 1)..];
+        }
+        return keys;
+    }
 
     /// <summary>The first peer's line of <c>wg show NAME dump</c>: public key, psk, endpoint,
     /// allowed ips, latest handshake, rx, tx, keepalive.</summary>

@@ -4,8 +4,17 @@ using Tunneld;
 const string Usage = """
     Usage: tunneld COMMAND [ARGS]
 
-      up CONFIG [--interface NAME]   run an interface from a wg-quick style file in the foreground
+      up CONFIG [--interface NAME] [--fork-mode MODE] [--fork-source SOURCE]
+                                     run an interface from a wg-quick style file in the foreground
                                      until SIGTERM or SIGINT (interface name: the file's base name)
+          --fork-mode off|notifier|hotpath|both
+                                     default: both when the source is a pull counter (vmclock),
+                                     else notifier; hotpath and both need vmclock
+          --fork-source auto|vmclock|sysgenid|kmsg|uevent|none
+                                     default auto: the first usable of vmclock, sysgenid, kmsg
+                                     (with the vmgenid driver), uevent (Linux 6.8 only)
+          --vmclock-path PATH, --sysgenid-path PATH, --kmsg-path PATH
+                                     the device to watch instead of /dev/... (tests: a file)
       genkey                         print a new private key (base64), like wg genkey
       pubkey                         read a private key on stdin, print its public key
       demo [--clones N] [--seed S] [--delays MS,...] [--rate PPS]
@@ -27,12 +36,14 @@ switch (args)
         return KeyCommands.PubKey(Console.In, Console.Out, Console.Error);
     case ["demo", ..]:
         return DemoCommand.Run(args[1..], Console.Out, Console.Error);
-    case ["up", var config]:
-        return await UpCommand.RunAsync(config, null);
-    case ["up", var config, "--interface", var name]:
-        return await UpCommand.RunAsync(config, name);
-    case ["up", "--interface", var name, var config]:
-        return await UpCommand.RunAsync(config, name);
+    case ["up", ..]:
+        if (!UpOptions.TryParse(args[1..], out var up, out var problem))
+        {
+            Console.Error.WriteLine($"tunneld: {problem}\n");
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+        return await UpCommand.RunAsync(up!);
     default:
         Console.Error.WriteLine($"tunneld: unknown command line '{string.Join(' ', args)}'\n");
         Console.Error.WriteLine(Usage);

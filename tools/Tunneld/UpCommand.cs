@@ -8,12 +8,13 @@ using Tunnel.Uapi;
 
 namespace Tunneld;
 
-/// <summary><c>tunneld up CONFIG [--interface NAME]</c>: runs in the foreground until SIGTERM/SIGINT.</summary>
+/// <summary><c>tunneld up CONFIG [options]</c> (see <see cref="UpOptions"/>): runs in the foreground until SIGTERM/SIGINT.</summary>
 internal static class UpCommand
 {
-    public static async Task<int> RunAsync(string configPath, string? interfaceName)
+    public static async Task<int> RunAsync(UpOptions options)
     {
-        interfaceName ??= Path.GetFileNameWithoutExtension(configPath);
+        var configPath = options.ConfigPath;
+        var interfaceName = options.InterfaceName ?? Path.GetFileNameWithoutExtension(configPath);
         if (!UapiServer.IsValidInterfaceName(interfaceName))
         {
             Console.Error.WriteLine($"tunneld: '{interfaceName}' is not a valid interface name (1-15 characters, no '/', ':' or spaces); use --interface NAME");
@@ -49,7 +50,13 @@ internal static class UpCommand
             log.LogWarning("{Warning}", warning);
         WarnIfReadableByOthers(configPath, log);
 
-        var daemon = new TunnelInterface(config, interfaceName, loggers);
+        var forkExit = ForkSetup.TryCreate(options, loggers, out var fork);
+        if (forkExit != 0)
+        {
+            config.Dispose();
+            return forkExit;
+        }
+        var daemon = new TunnelInterface(config, interfaceName, loggers, fork: fork);
         try
         {
             daemon.Start();

@@ -5,4 +5,7 @@ namespace ForkNotify;
 /// <param name="Generation">The new generation counter, if the mechanism carries one.</param>
 /// <param name="VmId">The new VM ID bytes, if the mechanism carries one.</param>
 /// <param name="Detail">A human-readable description (the log line, the uevent, ...).</param>
-public sealed record ForkEvent(string Source, ulong? Generation = null, byte[]? VmId = null, string? Detail = null);
+/// <param name="Sequence">The message's own sequence number (the kmsg record's <c>seq</c>, the uevent's
+/// <c>SEQNUM</c>), for a mechanism that carries neither generation nor VM ID.</param>
+public sealed record ForkEvent(string Source, ulong? Generation = null, byte[]? VmId = null, string? Detail = null,
+    ulong? Sequence = null);

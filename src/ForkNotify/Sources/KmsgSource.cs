@@ -105,7 +105,8 @@ public sealed unsafe class KmsgSource : IForkSource
                     return;
                 if (!IsForkRecord(record))
                     return;
-                _watch.Deliver(onFork, new ForkEvent(Name, null, null, $"kmsg seq {record.Sequence} at {record.TimestampMicroseconds} us: {record.Text}"));
+                _watch.Deliver(onFork, new ForkEvent(Name, null, null, $"kmsg seq {record.Sequence} at {record.TimestampMicroseconds} us: {record.Text}",
+                    record.Sequence));
             });
             if (wake.IsSignalled)
                 break;

@@ -22,6 +22,13 @@ public sealed class UeventMessage
 
     public IReadOnlyDictionary<string, string> Variables { get; }
 
+    /// <summary>The kernel's uevent sequence number (<c>SEQNUM</c>), if present and numeric.</summary>
+    public ulong? SequenceNumber =>
+        Variables.TryGetValue("SEQNUM", out string? text)
+        && ulong.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out ulong seq)
+            ? seq
+            : null;
+
     /// <summary>
     /// The vmgenid driver's fork announcement: a <c>change</c> event carrying <c>NEW_VMGENID=1</c>
     /// (sent by Linux 6.8 only; the patch was reverted).

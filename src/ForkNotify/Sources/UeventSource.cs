@@ -100,7 +100,7 @@ public sealed unsafe class UeventSource : IForkSource
                 Interlocked.Increment(ref _ignoredEvents);
                 continue;
             }
-            _watch.Deliver(onFork, new ForkEvent(Name, null, null, message.ToString()));
+            _watch.Deliver(onFork, new ForkEvent(Name, null, null, message.ToString(), message.SequenceNumber));
         }
     }
 

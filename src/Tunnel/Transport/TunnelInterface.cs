@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using ForkNotify;
 using Microsoft.Extensions.Logging;
 using Tunnel.Config;
 using Tunnel.Device;
@@ -31,6 +32,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _log;
     private readonly UapiServerOptions? _uapiOptions;
+    private readonly ForkProtection? _fork;
     private readonly ManualResetEventSlim _stop = new();
     private readonly List<Thread> _threads = [];
     private readonly Dictionary<Peer, DateTimeOffset?> _handshakesLogged = new(ReferenceEqualityComparer.Instance);
@@ -52,9 +54,12 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     /// <param name="interfaceName">The TUN device to create.</param>
     /// <param name="loggers">Logging for the interface, the engine and the UAPI server.</param>
     /// <param name="uapiOptions">Where the UAPI socket goes (default /var/run/wireguard).</param>
+    /// <param name="fork">The fork protection (randomness, guard, source); this object owns it from
+    /// now on. Null: OS randomness and no guard.</param>
     public TunnelInterface(TunnelConfig config, string interfaceName, ILoggerFactory loggers,
-        UapiServerOptions? uapiOptions = null)
+        UapiServerOptions? uapiOptions = null, ForkProtection? fork = null)
     {
+        _fork = fork;
         _config = config;
         _requestedName = interfaceName;
         _loggers = loggers;
@@ -99,13 +104,19 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
             bind.SetFwMark(settings.FwMark);
         _log.LogInformation("listening on UDP port {Port} ({Mode})", bind.Port, bind.DualStack ? "IPv4 and IPv6" : "IPv4 only");
 
-        _device = new TunnelDevice(new DeviceOptions { Logger = _loggers.CreateLogger("device") }, _io)
+        _device = new TunnelDevice(new DeviceOptions
+        {
+            Logger = _loggers.CreateLogger("device"),
+            Name = _tun.Name,
+            Random = _fork?.Random ?? OsRandomGenerator.Instance,
+        }, _io)
         {
             ListenPort = bind.Port,
             Fwmark = settings.FwMark,
             Mtu = settings.Mtu, // padding never goes past the interface's MTU
         };
-        var uapi = new DeviceUapi(_device, this);
+        _fork?.Attach(_device); // before the first handshake: keypairs record the pull counter
+        var uapi = new DeviceUapi(_device, this, _fork);
         StartThread(TunReadLoop, "tun-read");
         StartThread(UdpReceiveLoop, "udp-receive");
         StartThread(TimerLoop, "timers");
@@ -351,6 +362,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         if (_uapi is not null)
             await _uapi.DisposeAsync();
         _stop.Set();
+        _fork?.Dispose(); // its source stops first: no fork may be handled while the engine is torn down
         _tun?.Dispose(); // wakes the reader
         _io?.Bind.Dispose(); // wakes the receiver
         foreach (var thread in _threads)

@@ -18,15 +18,18 @@ public sealed class DeviceUapi : IUapiDevice
 {
     private readonly TunnelDevice _device;
     private readonly IUapiBind? _bind;
+    private readonly IUapiExtraKeys? _extraKeys;
     private readonly Lock _lock = new();
 
     /// <param name="device">The device to read and configure.</param>
     /// <param name="bind">Where <c>listen_port</c> and <c>fwmark</c> go; null stores them on the
     /// device only (no socket, e.g. in tests).</param>
-    public DeviceUapi(TunnelDevice device, IUapiBind? bind = null)
+    /// <param name="extraKeys">Extra device-level keys for <c>get</c> (the fork watcher's state).</param>
+    public DeviceUapi(TunnelDevice device, IUapiBind? bind = null, IUapiExtraKeys? extraKeys = null)
     {
         _device = device;
         _bind = bind;
+        _extraKeys = extraKeys;
     }
 
     public UapiDeviceState GetState()
@@ -43,6 +46,7 @@ public sealed class DeviceUapi : IUapiDevice
                 state.PrivateKey = new byte[HexKey.KeyLength];
                 _device.CopyPrivateKey(state.PrivateKey);
             }
+            _extraKeys?.AddExtraKeys(state.ExtraKeys);
             foreach (var peer in _device.Peers)
             {
                 var publicKey = new byte[HexKey.KeyLength];

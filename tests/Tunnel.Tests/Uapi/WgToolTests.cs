@@ -1,6 +1,9 @@
 using System.Diagnostics;
 using System.Net;
+using ForkNotify;
 using Tunnel.Config;
+using Tunnel.Device;
+using Tunnel.Transport;
 using Tunnel.Uapi;
 using Xunit;
 
@@ -167,6 +170,38 @@ public sealed class WgToolTests : IAsyncLifetime
             File.Delete(file);
             server.DisposeAsync().AsTask().Wait();
         }
+    }
+
+    [Fact]
+    public void ForkKeysChangeNothingThatWgShows()
+    {
+        // The exact set the daemon writes (with a pull counter, so every key is there).
+        var keys = new List<KeyValuePair<string, string>>();
+        using (var fork = new ForkProtection(new ForkKernel(), ForkGuardMode.Both, ForkSourceKind.VmClock, null,
+            new VmGeneration(5)))
+            fork.AddExtraKeys(keys);
+        Assert.Contains(keys, k => k.Key == "fork_pull_counter");
+
+        // wg runs to completion between the changes: the server never reads the list meanwhile.
+        _device.ExtraKeys.Clear();
+        var without = WgViews();
+        _device.ExtraKeys.AddRange(keys);
+        var with = WgViews();
+
+        Assert.Equal(without, with);
+        Assert.DoesNotContain("fork", string.Join('\n', with));
+    }
+
+    /// <summary>wg show (minus the line that counts seconds), dump, showconf: each must succeed.</summary>
+    private string[] WgViews()
+    {
+        string[][] commands = [["show", _name], ["show", _name, "dump"], ["showconf", _name]];
+        return commands.Select(args =>
+        {
+            var (exit, output) = Run("wg", args);
+            Assert.True(exit == 0, output);
+            return string.Join('\n', output.Split('\n').Where(l => !l.Contains("latest handshake:")));
+        }).ToArray();
     }
 
     [Fact]

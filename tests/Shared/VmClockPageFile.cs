@@ -2,13 +2,17 @@ using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
 using ForkNotify;
 
-namespace ForkNotify.Tests;
+namespace TestSupport;
 
 /// <summary>
 /// A file holding one page laid out exactly as <c>struct vmclock_abi</c>, and a "hypervisor" that
 /// updates it through a shared mapping under the seqcount protocol, as Firecracker's
 /// <c>do_post_restore()</c> does.
 /// </summary>
+/// <remarks>
+/// Shared test source: compiled into every test project that needs a VMClock page (a test
+/// project cannot reference another's code), through a linked Compile item.
+/// </remarks>
 internal sealed unsafe class VmClockPageFile : IDisposable
 {
     private readonly MemoryMappedFile _file;
