@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace ForkNotify;
 
 /// <summary>
@@ -11,13 +13,43 @@ public interface IRandomGenerator
     void Fill(Span<byte> destination);
 }
 
-/// <summary>The operating system's CSPRNG (getrandom(2) through .NET). Not part of guest state.</summary>
-public sealed class OsRandomGenerator : IRandomGenerator
+/// <summary>
+/// The kernel's CSPRNG through the getrandom(2) system call on Linux. Not .NET's
+/// <c>RandomNumberGenerator</c>: on Linux that is OpenSSL's RAND_bytes, a DRBG in this process's
+/// memory that reseeds on a PID change or after a while, so a VM snapshot copies it and two clones
+/// draw the same bytes until then. The kernel's generator is reseeded by the kernel itself on a VM
+/// fork (the vmgenid driver, Linux 5.18+), sooner than any user-space source can tell us.
+/// Elsewhere it falls back to <c>RandomNumberGenerator</c>.
+/// </summary>
+public sealed unsafe partial class OsRandomGenerator : IRandomGenerator
 {
     public static readonly OsRandomGenerator Instance = new();
 
+    private const int EINTR = 4;
+
     private OsRandomGenerator() { }
 
-    public void Fill(Span<byte> destination) =>
-        System.Security.Cryptography.RandomNumberGenerator.Fill(destination);
+    public void Fill(Span<byte> destination)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            System.Security.Cryptography.RandomNumberGenerator.Fill(destination);
+            return;
+        }
+        fixed (byte* start = destination)
+        {
+            int filled = 0;
+            while (filled < destination.Length)
+            {
+                nint n = GetRandom(start + filled, (nuint)(destination.Length - filled), 0);
+                if (n > 0)
+                    filled += (int)n;
+                else if (n < 0 && Marshal.GetLastPInvokeError() != EINTR)
+                    throw new IOException($"getrandom: errno {Marshal.GetLastPInvokeError()}");
+            }
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "getrandom", SetLastError = true)]
+    private static partial nint GetRandom(byte* buffer, nuint length, uint flags);
 }

@@ -63,8 +63,12 @@ public sealed class ForkProtection : IUapiExtraKeys, IDisposable
 
     public ForkKernel Kernel => _kernel;
 
-    /// <summary>The engine's randomness (<see cref="DeviceOptions.Random"/>): reseeded on every fork.</summary>
-    public IRandomGenerator Random => _kernel.Random;
+    /// <summary>
+    /// The engine's randomness (<see cref="DeviceOptions.Random"/>): the fork kernel's generator,
+    /// reseeded on every fork, when a guard runs; with <see cref="ForkGuardMode.Off"/> (nothing
+    /// reseeds it) the kernel's own generator through getrandom(2), as wireguard-go has it.
+    /// </summary>
+    public IRandomGenerator Random => Mode == ForkGuardMode.Off ? OsRandomGenerator.Instance : _kernel.Random;
 
     /// <summary>The guard, once attached.</summary>
     public ForkGuard? Guard => _guard;
