@@ -77,22 +77,33 @@ def main():
     fig.tight_layout(rect=(0, 0.1, 1, 0.95))
     fig.savefig(sys.argv[2], dpi=110)
 
-    # The table: stale packets per clone and reused pairs, mean over seeds (max in brackets when it differs).
-    def cell(rows):
-        stale = mean(rows, "stale_per_clone")
-        reused = mean(rows, "reused_pairs")
-        worst = max(int(r["reused_pairs"]) for r in rows)
-        text = f"{stale:g} / {reused:g}"
-        if worst != reused:
-            text += f" (max {worst})"
-        return text
+    # Table 1: stale packets per clone / reused pairs per fork, mean over seeds.
+    def number(x):
+        return f"{x:.1f}".rstrip("0").rstrip(".")
 
+    print("Stale packets per clone / reused (key, nonce) pairs per fork, mean over seeds:")
+    print()
     print("| Mode | Rate (pkt/s) | " + " | ".join(f"{d:g} ms" for d in delays) + " |")
     print("|---|---:|" + "---:|" * len(delays))
     for mode in modes:
         for rate in rates:
-            cells = [cell(groups[(mode, rate, d)]) if (mode, rate, d) in groups else "" for d in delays]
+            cells = [f"{number(mean(groups[(mode, rate, d)], 'stale_per_clone'))} / "
+                     f"{number(mean(groups[(mode, rate, d)], 'reused_pairs'))}"
+                     if (mode, rate, d) in groups else "" for d in delays]
             print(f"| {mode} | {rate:,.0f} | " + " | ".join(cells) + " |")
+
+    # Table 2: how long until a clone sends under new keys again (the availability side).
+    print()
+    print("Resume to the first packet under new keys (ms, fastest clone, mean over seeds and rates):")
+    print()
+    print("| Mode | " + " | ".join(f"{d:g} ms" for d in delays) + " |")
+    print("|---|" + "---:|" * len(delays))
+    for mode in modes:
+        cells = []
+        for d in delays:
+            rows = [r for rate in rates for r in groups.get((mode, rate, d), []) if r["best_resume_to_new_key_ms"]]
+            cells.append(number(mean(rows, "best_resume_to_new_key_ms")) if rows else "never")
+        print(f"| {mode} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ internal static class ForkTimeline
             return 2;
         }
 
-        Console.WriteLine($"fork-timeline: {reps} forks per case (after {reps / 10} warm-up forks), times in microseconds from AddVmForkRandomness");
+        Console.WriteLine($"fork-timeline: {reps} forks per case (after at least {reps / 10} warm-up forks and 1 s), times in microseconds from AddVmForkRandomness");
         Console.WriteLine();
         Console.WriteLine("| Mode     | Peers | Keys zeroed (median / p90 / min) | First initiation sent | Last initiation sent | Returned |");
         Console.WriteLine("|----------|------:|---------------------------------:|----------------------:|---------------------:|---------:|");
@@ -44,9 +44,14 @@ internal static class ForkTimeline
         var first = new double[reps];
         var last = new double[reps];
         var returned = new double[reps];
+        // Warm up for at least a second as well as a tenth of the forks: tiered JIT promotes a
+        // method only after ~100 ms of quiet, which a few fast 1-peer forks never give it.
         int warmup = Math.Max(2, reps / 10);
+        long warmupUntil = Stopwatch.GetTimestamp() + Stopwatch.Frequency;
         for (int i = -warmup; i < reps; i++)
         {
+            if (i == -1 && Stopwatch.GetTimestamp() < warmupUntil)
+                i = -2; // keep warming up
             device.InstallKeypairs(peers);
             device.ResumeAsClone();
             long start = Stopwatch.GetTimestamp();
