@@ -72,8 +72,11 @@ def main():
     fig.legend(handles, labels, loc="lower center", ncol=len(modes), fontsize=9, frameon=False)
     clones = next(iter(groups.values()))[0]["clones"]
     seeds = len(next(iter(groups.values())))
-    fig.suptitle(f"Fork race window: {clones} clones of one snapshot, {seeds} seeds per point "
-                 "(HotPath and Both: 0 everywhere, drawn on the axis)")
+    flat = [m for m in modes if m != "Notifier" and all(
+        float(r["stale_packets"]) == 0 and float(r["reused_pairs"]) == 0
+        for k, rows in groups.items() if k[0] == m for r in rows)]
+    note = f" ({' and '.join(flat)}: 0 everywhere, drawn on the axis)" if flat else ""
+    fig.suptitle(f"Fork race window: {clones} clones of one snapshot, {seeds} seeds per point{note}")
     fig.tight_layout(rect=(0, 0.1, 1, 0.95))
     fig.savefig(sys.argv[2], dpi=110)
 
