@@ -11,6 +11,8 @@ namespace Tunnel.Transport;
 /// thread writes destinations into its own reused <see cref="SocketAddress"/>, so sending
 /// allocates nothing. The bind can be swapped under it (a UAPI <c>listen_port</c>): a datagram
 /// that races the swap may be lost, which UDP and the protocol's timers already allow for.
+/// A thread that has called <see cref="BeginBatch"/> collects its datagrams into its
+/// <see cref="UdpSendBatch"/> until <see cref="FlushBatch"/> (the TUN reader, one read at a time).
 /// </summary>
 internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDeviceIo
 {
@@ -19,6 +21,9 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
 
     [ThreadStatic]
     private static SocketAddress? t_destination4;
+
+    [ThreadStatic]
+    private static UdpSendBatch? t_batch;
 
     private UdpBind _bind = bind;
     private long _tunWriteErrors;
@@ -29,7 +34,39 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
         set => Volatile.Write(ref _bind, value);
     }
 
+    /// <summary>From now on this thread's datagrams wait in <paramref name="batch"/> for <see cref="FlushBatch"/>.</summary>
+    public static void BeginBatch(UdpSendBatch batch) => t_batch = batch;
+
+    /// <summary>Sends what this thread's batch holds.</summary>
+    public void FlushBatch() => t_batch?.Flush(this);
+
     public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to)
+    {
+        if (t_batch is { } batch)
+            batch.Add(this, datagram, to);
+        else
+            SendNow(datagram, to);
+    }
+
+    /// <summary>Several datagrams of <paramref name="segmentSize"/> bytes (the last may be
+    /// shorter) to one destination in one GSO send. False if they did not leave;
+    /// <paramref name="unsupported"/> then says whether the socket refuses GSO itself.</summary>
+    public bool SendSegments(ReadOnlySpan<byte> datagrams, int segmentSize, in Endpoint to, out bool unsupported)
+    {
+        unsupported = false;
+        var bind = Bind;
+        var destination = Destination(bind.AddressFamily);
+        return EndpointAddress.TryWrite(to, bind.AddressFamily, destination)
+               && bind.SendSegments(datagrams, segmentSize, destination, out unsupported);
+    }
+
+    private static SocketAddress Destination(AddressFamily family) =>
+        family == AddressFamily.InterNetworkV6
+            ? t_destination6 ??= new SocketAddress(AddressFamily.InterNetworkV6)
+            : t_destination4 ??= new SocketAddress(AddressFamily.InterNetwork);
+
+    /// <summary>One datagram, at once.</summary>
+    public void SendNow(ReadOnlySpan<byte> datagram, in Endpoint to)
     {
         var bind = Bind;
         var family = bind.AddressFamily;

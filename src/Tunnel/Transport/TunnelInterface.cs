@@ -19,6 +19,9 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     /// <summary>Largest IP packet a TUN read can return (the IPv4/IPv6 length fields' limit).</summary>
     private const int MaxPacketSize = 65535;
 
+    /// <summary>A TUN read with offload: a TSO packet behind its virtio-net header.</summary>
+    private const int MaxTunReadSize = MaxPacketSize + VirtioNetHeader.Size;
+
     /// <summary>The timer thread wakes at least this often, so a deadline the data path brings
     /// forward (a new handshake, a keepalive) is never missed by more than this.</summary>
     private static readonly TimeSpan MaxTimerSleep = TimeSpan.FromMilliseconds(100);
@@ -43,6 +46,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     // Per-thread totals for the stop log: how many packets each data-path thread moved and what it
     // allocated doing so (handshakes allocate; steady-state packets must not). Each is written by
     // its own thread only, and read after the threads are joined.
+    private long _tunReads;
     private long _tunPackets;
     private long _tunAllocated;
     private long _udpDatagrams;
@@ -81,7 +85,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     {
         if (_tun is not null)
             throw new InvalidOperationException("already started");
-        _tun = LinuxTun.Create(_requestedName);
+        _tun = LinuxTun.Create(_requestedName, offload: true);
         var setup = new InterfaceSetup(_tun.Name);
         var settings = _config.Interface;
         setup.SetMtu(settings.Mtu);
@@ -231,7 +235,10 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     /// <summary>Packets the kernel routed into the tunnel, handed to the engine to encrypt.</summary>
     private void TunReadLoop()
     {
-        var packet = new byte[MaxPacketSize];
+        var read = new byte[MaxTunReadSize];
+        var segment = new byte[MaxPacketSize];
+        var io = _io!;
+        InterfaceIo.BeginBatch(new UdpSendBatch());
         var tun = _tun!;
         var device = _device!;
         var start = GC.GetAllocatedBytesForCurrentThread();
@@ -239,11 +246,27 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         {
             while (!_stopping)
             {
-                var length = tun.Read(packet);
+                var length = tun.Read(read);
                 if (length == 0)
                     return;
-                device.SendPacket(packet.AsSpan(0, length));
-                _tunPackets++;
+                _tunReads++;
+                if (!tun.HasVnetHeader)
+                {
+                    device.SendPacket(read.AsSpan(0, length));
+                    io.FlushBatch();
+                    _tunPackets++;
+                    continue;
+                }
+                if (length < VirtioNetHeader.Size)
+                    continue;
+                var header = VirtioNetHeader.Read(read);
+                var segments = new TsoSegments(read.AsSpan(VirtioNetHeader.Size, length - VirtioNetHeader.Size), header);
+                while (segments.Next(segment, out var segmentLength))
+                {
+                    device.SendPacket(segment.AsSpan(0, segmentLength));
+                    _tunPackets++;
+                }
+                io.FlushBatch();
             }
         }
         finally
@@ -356,8 +379,8 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         foreach (var thread in _threads)
             thread.Join();
         if (_threads.Count > 0)
-            _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated",
-                _tunPackets, _tunAllocated, _udpDatagrams, _udpAllocated);
+            _log.LogDebug("data path: tun-read {TunReads} reads, {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated",
+                _tunReads, _tunPackets, _tunAllocated, _udpDatagrams, _udpAllocated);
         if (_device is not null)
         {
             _device.ClearAllSessions();

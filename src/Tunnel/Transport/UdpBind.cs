@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace Tunnel.Transport;
 
@@ -194,6 +195,70 @@ public sealed class UdpBind : IDisposable
             return false;
         }
     }
+
+    /// <summary>
+    /// Sends <paramref name="datagrams"/> as datagrams of <paramref name="segmentSize"/> bytes
+    /// each (the last may be shorter) with one sendmsg and UDP_SEGMENT: the kernel builds one large
+    /// packet and splits it as late as it can (on a veth pair, in the receiving namespace or not at
+    /// all when the receiver asks for UDP_GRO). False when they did not leave; then
+    /// <paramref name="unsupported"/> is true if the kernel or route refuses GSO (EIO, EINVAL,
+    /// ENOPROTOOPT), so the caller sends them one by one instead.
+    /// </summary>
+    public unsafe bool SendSegments(ReadOnlySpan<byte> datagrams, int segmentSize, SocketAddress destination,
+        out bool unsupported)
+    {
+        unsupported = false;
+        var added = false;
+        var handle = _socket.SafeHandle;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            var control = stackalloc byte[LinuxNative.CmsgHdr.Space(sizeof(ushort))];
+            new Span<byte>(control, LinuxNative.CmsgHdr.Space(sizeof(ushort))).Clear();
+            var cmsg = (LinuxNative.CmsgHdr*)control;
+            cmsg->Length = (nuint)(LinuxNative.CmsgHdr.DataOffset + sizeof(ushort));
+            cmsg->Level = LinuxNative.SOL_UDP;
+            cmsg->Type = LinuxNative.UDP_SEGMENT;
+            *(ushort*)(control + LinuxNative.CmsgHdr.DataOffset) = (ushort)segmentSize;
+            var name = destination.Buffer.Span;
+            fixed (byte* data = datagrams)
+            fixed (byte* address = name)
+            {
+                var iov = new LinuxNative.IoVec { Base = data, Length = (nuint)datagrams.Length };
+                var message = new LinuxNative.MsgHdr
+                {
+                    Name = address,
+                    NameLength = (uint)destination.Size,
+                    Iov = &iov,
+                    IovLength = 1,
+                    Control = control,
+                    ControlLength = (nuint)LinuxNative.CmsgHdr.Space(sizeof(ushort)),
+                };
+                while (true)
+                {
+                    var n = LinuxNative.SendMsg(handle.DangerousGetHandle(), &message, 0);
+                    if (n >= 0)
+                        return n == datagrams.Length;
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == LinuxNative.EINTR)
+                        continue;
+                    unsupported = errno is LinuxNative.EIO or LinuxNative.EINVAL or ENOPROTOOPT;
+                    return false;
+                }
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+        finally
+        {
+            if (added)
+                handle.DangerousRelease();
+        }
+    }
+
+    private const int ENOPROTOOPT = 92;
 
     /// <summary>Closes the socket; a thread blocked in <see cref="Receive"/> returns -1.</summary>
     public void Dispose()
