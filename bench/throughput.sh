@@ -13,6 +13,7 @@
 #   DURATION=5 ROUNDS=1 bench/throughput.sh    # quicker, rougher
 #   TUNNELD=/path/to/tunneld                   # skip the build and use this binary
 #   PAIRS="wg-wg td-td"                        # a subset (wg-wg, td-td, td-wg, wg-td)
+#   VERBOSE=1                                  # also print tunneld's data-path counters per run
 # Needs wireguard-go, wg (wireguard-tools), iperf3, ping, python3. Everything it creates (two
 # namespaces, the veth pair, the daemons, iperf3, a temporary folder) goes when it exits, pass or fail.
 set -euo pipefail
@@ -113,7 +114,7 @@ AllowedIPs = $peer_addr/32
 Endpoint = $peer_ip:$peer_port
 EOF
     chmod 600 "$work/$name.conf"
-    ip netns exec "$ns" "$TUNNELD" up "$work/$name.conf" --interface "$name" >"$work/$name.log" 2>&1 &
+    ip netns exec "$ns" env ${VERBOSE:+Logging__LogLevel__Default=Debug} "$TUNNELD" up "$work/$name.conf" --interface "$name" >"$work/$name.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do [ -S "/var/run/wireguard/$name.sock" ] && break; sleep 0.1; done
   fi
@@ -151,6 +152,10 @@ measure() {
   local i
   for ((i = ${#pids[@]} - 1; i >= first; i--)); do stop_pid "${pids[$i]}"; done
   pids=("${pids[@]:0:$first}")
+  if [ -n "${VERBOSE:-}" ]; then
+    grep -ho 'data path: .*' "$work/$name_a.log" "$work/$name_b.log" >&2 || true
+    cp "$work/$name_a.log" /tmp/tplog-a.txt; cp "$work/$name_b.log" /tmp/tplog-b.txt
+  fi
   bps=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]))' "$json")
 }
 

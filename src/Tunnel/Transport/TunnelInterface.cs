@@ -49,6 +49,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     private long _tunReads;
     private long _tunPackets;
     private long _tunAllocated;
+    private long _udpReads;
     private long _udpDatagrams;
     private long _udpAllocated;
 
@@ -293,7 +294,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
                     current = bind;
                     source = bind.CreateReceiveAddress();
                 }
-                var length = bind.Receive(datagram, source);
+                var length = bind.ReceiveSegments(datagram, source, out var segmentSize);
                 if (length < 0)
                 {
                     // Closed: either stopping (the loop ends) or swapped for a new socket (pick it up).
@@ -301,8 +302,13 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
                         _stop.Wait(10);
                     continue;
                 }
-                device.ReceiveDatagram(datagram.AsSpan(0, length), EndpointAddress.Read(source));
-                _udpDatagrams++;
+                _udpReads++;
+                var from = EndpointAddress.Read(source);
+                for (var offset = 0; offset < length; offset += segmentSize)
+                {
+                    device.ReceiveDatagram(datagram.AsSpan(offset, Math.Min(segmentSize, length - offset)), from);
+                    _udpDatagrams++;
+                }
             }
         }
         finally
@@ -379,8 +385,8 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         foreach (var thread in _threads)
             thread.Join();
         if (_threads.Count > 0)
-            _log.LogDebug("data path: tun-read {TunReads} reads, {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated",
-                _tunReads, _tunPackets, _tunAllocated, _udpDatagrams, _udpAllocated);
+            _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated; {TunReads} TUN reads, {UdpReads} UDP reads",
+                _tunPackets, _tunAllocated, _udpDatagrams, _udpAllocated, _tunReads, _udpReads);
         if (_device is not null)
         {
             _device.ClearAllSessions();

@@ -90,6 +90,27 @@ public sealed class UdpBind : IDisposable
         socket.SendBufferSize = SocketBufferSize;
         TryForceBuffer(socket, SO_RCVBUFFORCE);
         TryForceBuffer(socket, SO_SNDBUFFORCE);
+        TryEnableGro(socket);
+    }
+
+    /// <summary>
+    /// UDP_GRO: the kernel may deliver a run of same-sized datagrams from one source as one read,
+    /// with their size in a control message (<see cref="ReceiveSegments"/>). Kernels before 5.0
+    /// refuse it and deliver datagrams one by one, which ReceiveSegments handles the same way.
+    /// </summary>
+    private static void TryEnableGro(Socket socket)
+    {
+        if (!OperatingSystem.IsLinux())
+            return;
+        Span<byte> one = stackalloc byte[4];
+        BitConverter.TryWriteBytes(one, 1);
+        try
+        {
+            socket.SetRawSocketOption(LinuxNative.SOL_UDP, LinuxNative.UDP_GRO, one);
+        }
+        catch (SocketException)
+        {
+        }
     }
 
     private static void TryForceBuffer(Socket socket, int option)
@@ -176,6 +197,102 @@ public sealed class UdpBind : IDisposable
                 return -1;
             }
         }
+    }
+
+    /// <summary>
+    /// Waits for datagrams: one, or with UDP_GRO a run of same-sized ones from one source (the
+    /// last may be shorter), copied back to back into <paramref name="buffer"/> (64 KiB holds any
+    /// run) with the source in <paramref name="source"/>. Returns the total length, or -1 once
+    /// the bind is closed; <paramref name="segmentSize"/> is each datagram's size (the total when
+    /// there is one). Per-datagram errors (ICMP reported on the socket, truncation) are skipped.
+    /// </summary>
+    public unsafe int ReceiveSegments(Span<byte> buffer, SocketAddress source, out int segmentSize)
+    {
+        segmentSize = 0;
+        var added = false;
+        var handle = _socket.SafeHandle;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            var controlSize = LinuxNative.CmsgHdr.Space(sizeof(int)) * 2;
+            var control = stackalloc byte[controlSize];
+            var name = source.Buffer.Span;
+            fixed (byte* data = buffer)
+            fixed (byte* address = name)
+            {
+                var iov = new LinuxNative.IoVec { Base = data, Length = (nuint)buffer.Length };
+                while (true)
+                {
+                    var message = new LinuxNative.MsgHdr
+                    {
+                        Name = address,
+                        NameLength = (uint)name.Length,
+                        Iov = &iov,
+                        IovLength = 1,
+                        Control = control,
+                        ControlLength = (nuint)controlSize,
+                    };
+                    var n = LinuxNative.RecvMsg(handle.DangerousGetHandle(), &message, 0);
+                    if (n < 0)
+                    {
+                        var errno = Marshal.GetLastPInvokeError();
+                        if (_closed || errno is LinuxNative.EBADF or LinuxNative.ENOTSOCK or LinuxNative.EINVAL)
+                            return -1;
+                        if (errno == LinuxNative.EAGAIN && !WaitReadable(handle.DangerousGetHandle()))
+                            return -1;
+                        continue; // EINTR, EAGAIN, or an error about one datagram (ECONNREFUSED, ...)
+                    }
+                    if (n == 0)
+                    {
+                        // What a receiver woken by Dispose's shutdown() sees; otherwise an empty
+                        // datagram, which no WireGuard message is.
+                        if (_closed)
+                            return -1;
+                        continue;
+                    }
+                    if ((message.Flags & LinuxNative.MSG_TRUNC) != 0)
+                        continue;
+                    source.Size = (int)message.NameLength;
+                    segmentSize = (int)n;
+                    for (var cmsg = (LinuxNative.CmsgHdr*)control;
+                         (byte*)cmsg + LinuxNative.CmsgHdr.DataOffset <= control + (int)message.ControlLength;
+                         cmsg = (LinuxNative.CmsgHdr*)((byte*)cmsg + LinuxNative.CmsgHdr.Space((int)cmsg->Length - LinuxNative.CmsgHdr.DataOffset)))
+                    {
+                        if ((int)cmsg->Length < LinuxNative.CmsgHdr.DataOffset)
+                            break;
+                        if (cmsg->Level == LinuxNative.SOL_UDP && cmsg->Type == LinuxNative.UDP_GRO)
+                        {
+                            var size = *(int*)((byte*)cmsg + LinuxNative.CmsgHdr.DataOffset);
+                            if (size > 0)
+                                segmentSize = Math.Min(size, (int)n);
+                        }
+                    }
+                    return (int)n;
+                }
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            return -1;
+        }
+        finally
+        {
+            if (added)
+                handle.DangerousRelease();
+        }
+    }
+
+    /// <summary>For a socket the runtime made non-blocking: waits until readable, in slices so a
+    /// close is noticed. False once closed.</summary>
+    private unsafe bool WaitReadable(nint fd)
+    {
+        var poll = new LinuxNative.PollFd { Fd = (int)fd, Events = LinuxNative.POLLIN };
+        while (!_closed)
+        {
+            if (LinuxNative.Poll(&poll, 1, 100) != 0)
+                return !_closed;
+        }
+        return false;
     }
 
     /// <summary>Sends one datagram. Returns false when it could not leave (no route, closed, ...):
