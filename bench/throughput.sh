@@ -154,7 +154,6 @@ measure() {
   pids=("${pids[@]:0:$first}")
   if [ -n "${VERBOSE:-}" ]; then
     grep -ho 'data path: .*' "$work/$name_a.log" "$work/$name_b.log" >&2 || true
-    cp "$work/$name_a.log" /tmp/tplog-a.txt; cp "$work/$name_b.log" /tmp/tplog-b.txt
   fi
   bps=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]))' "$json")
 }

@@ -25,6 +25,9 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
     [ThreadStatic]
     private static UdpSendBatch? t_batch;
 
+    [ThreadStatic]
+    private static TcpCoalescer? t_coalescer;
+
     private UdpBind _bind = bind;
     private long _tunWriteErrors;
 
@@ -36,6 +39,29 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
 
     /// <summary>From now on this thread's datagrams wait in <paramref name="batch"/> for <see cref="FlushBatch"/>.</summary>
     public static void BeginBatch(UdpSendBatch batch) => t_batch = batch;
+
+    /// <summary>From now on this thread's delivered packets wait in <paramref name="coalescer"/>
+    /// for <see cref="FlushDelivered"/> (when the TUN device takes virtio-net headers).</summary>
+    public void BeginCoalescing(TcpCoalescer coalescer)
+    {
+        if (tun.HasVnetHeader)
+            t_coalescer = coalescer;
+    }
+
+    /// <summary>Writes what this thread's coalescer holds.</summary>
+    public void FlushDelivered()
+    {
+        if (t_coalescer is not { } coalescer)
+            return;
+        try
+        {
+            coalescer.Flush(tun);
+        }
+        catch (IOException e)
+        {
+            CountWriteError(e);
+        }
+    }
 
     /// <summary>Sends what this thread's batch holds.</summary>
     public void FlushBatch() => t_batch?.Flush(this);
@@ -81,14 +107,22 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
     {
         try
         {
-            tun.Write(ipPacket);
+            if (t_coalescer is { } coalescer)
+                coalescer.Add(tun, ipPacket);
+            else
+                tun.Write(ipPacket);
         }
         catch (IOException e)
         {
-            // The kernel refused this one packet (e.g. EINVAL for a malformed header): drop it,
-            // and say so once in a while rather than once per packet.
-            if (Interlocked.Increment(ref _tunWriteErrors) % 1000 == 1)
-                log.LogWarning("dropped a packet the TUN device refused: {Error}", e.Message);
+            CountWriteError(e);
         }
+    }
+
+    /// <summary>The kernel refused one packet (e.g. EINVAL for a malformed header): it is dropped;
+    /// say so once in a while rather than once per packet.</summary>
+    private void CountWriteError(IOException e)
+    {
+        if (Interlocked.Increment(ref _tunWriteErrors) % 1000 == 1)
+            log.LogWarning("dropped a packet the TUN device refused: {Error}", e.Message);
     }
 }

@@ -168,6 +168,39 @@ public sealed unsafe class LinuxTun : IDisposable
         }
     }
 
+    /// <summary>Hands the kernel a packet that already starts with its virtio-net header (a
+    /// coalesced TCP run, <see cref="TcpCoalescer"/>); only with <see cref="HasVnetHeader"/>.</summary>
+    public bool WriteFramed(ReadOnlySpan<byte> framed)
+    {
+        if (!HasVnetHeader)
+            throw new InvalidOperationException("the device has no virtio-net header");
+        if (!Enter())
+            return false;
+        try
+        {
+            fixed (byte* p = framed)
+            {
+                while (true)
+                {
+                    var n = LinuxNative.Write(_fd, p, (nuint)framed.Length);
+                    if (n >= 0)
+                        return true;
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == LinuxNative.EINTR)
+                        continue;
+                    if (errno != LinuxNative.EAGAIN)
+                        throw new IOException($"write to {Name}: {LinuxNative.Describe(errno)}");
+                    if (!WaitFor(LinuxNative.POLLOUT))
+                        return false;
+                }
+            }
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
     /// <summary>poll() on the device and the wake-up eventfd; false when woken for close.</summary>
     private bool WaitFor(short events)
     {

@@ -281,6 +281,8 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     {
         var datagram = new byte[MaxPacketSize];
         var device = _device!;
+        var io = _io!;
+        io.BeginCoalescing(new TcpCoalescer());
         UdpBind? current = null;
         SocketAddress source = null!;
         var start = GC.GetAllocatedBytesForCurrentThread();
@@ -309,6 +311,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
                     device.ReceiveDatagram(datagram.AsSpan(offset, Math.Min(segmentSize, length - offset)), from);
                     _udpDatagrams++;
                 }
+                io.FlushDelivered();
             }
         }
         finally
