@@ -80,6 +80,16 @@ internal static unsafe partial class LinuxNative
         public int Flags;
     }
 
+    /// <summary>struct mmsghdr: one message of recvmmsg and what the kernel received into it.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MMsgHdr
+    {
+        public MsgHdr Header;
+        public uint Length;
+    }
+
+    public const int MSG_WAITFORONE = 0x10000;
+
     /// <summary>struct cmsghdr; its data starts at <see cref="DataOffset"/> (CMSG_DATA).</summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct CmsgHdr
@@ -117,6 +127,9 @@ internal static unsafe partial class LinuxNative
 
     [LibraryImport("libc", EntryPoint = "recvmsg", SetLastError = true)]
     public static partial nint RecvMsg(nint fd, MsgHdr* message, int flags);
+
+    [LibraryImport("libc", EntryPoint = "recvmmsg", SetLastError = true)]
+    public static partial int RecvMMsg(nint fd, MMsgHdr* messages, uint count, int flags, void* timeout);
 
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);

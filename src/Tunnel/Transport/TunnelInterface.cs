@@ -276,40 +276,43 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         }
     }
 
-    /// <summary>Datagrams from peers, handed to the engine; follows the bind across a rebind.</summary>
+    /// <summary>
+    /// Datagrams from peers, handed to the engine; follows the bind across a rebind. One recvmmsg
+    /// brings many (each message perhaps a GRO run of datagrams); what the engine delivers from
+    /// them is coalesced and written to TUN once the whole batch is through.
+    /// </summary>
     private void UdpReceiveLoop()
     {
-        var datagram = new byte[MaxPacketSize];
         var device = _device!;
         var io = _io!;
+        using var batch = new UdpReceiveBatch();
         io.BeginCoalescing(new TcpCoalescer());
-        UdpBind? current = null;
-        SocketAddress source = null!;
         var start = GC.GetAllocatedBytesForCurrentThread();
         try
         {
             while (!_stopping)
             {
-                var bind = _io!.Bind;
-                if (!ReferenceEquals(bind, current))
-                {
-                    current = bind;
-                    source = bind.CreateReceiveAddress();
-                }
-                var length = bind.ReceiveSegments(datagram, source, out var segmentSize);
-                if (length < 0)
+                var bind = io.Bind;
+                var count = bind.ReceiveBatch(batch);
+                if (count < 0)
                 {
                     // Closed: either stopping (the loop ends) or swapped for a new socket (pick it up).
-                    if (ReferenceEquals(bind, _io.Bind) && !_stopping)
+                    if (ReferenceEquals(bind, io.Bind) && !_stopping)
                         _stop.Wait(10);
                     continue;
                 }
                 _udpReads++;
-                var from = EndpointAddress.Read(source);
-                for (var offset = 0; offset < length; offset += segmentSize)
+                for (var i = 0; i < count; i++)
                 {
-                    device.ReceiveDatagram(datagram.AsSpan(offset, Math.Min(segmentSize, length - offset)), from);
-                    _udpDatagrams++;
+                    var data = batch.Data(i);
+                    if (data.IsEmpty || !EndpointAddress.TryRead(batch.Source(i), out var from))
+                        continue;
+                    var segmentSize = batch.SegmentSize(i);
+                    for (var offset = 0; offset < data.Length; offset += segmentSize)
+                    {
+                        device.ReceiveDatagram(data.Slice(offset, Math.Min(segmentSize, data.Length - offset)), from);
+                        _udpDatagrams++;
+                    }
                 }
                 io.FlushDelivered();
             }

@@ -200,75 +200,41 @@ public sealed class UdpBind : IDisposable
     }
 
     /// <summary>
-    /// Waits for datagrams: one, or with UDP_GRO a run of same-sized ones from one source (the
-    /// last may be shorter), copied back to back into <paramref name="buffer"/> (64 KiB holds any
-    /// run) with the source in <paramref name="source"/>. Returns the total length, or -1 once
-    /// the bind is closed; <paramref name="segmentSize"/> is each datagram's size (the total when
-    /// there is one). Per-datagram errors (ICMP reported on the socket, truncation) are skipped.
+    /// Waits for at least one message and takes as many more as are queued, up to the batch's
+    /// capacity, in one recvmmsg (wireguard-go's batched receive). With UDP_GRO a message may be a
+    /// run of datagrams; see <see cref="UdpReceiveBatch"/>. Returns how many messages, 0 when
+    /// none was usable (per-datagram errors such as ICMP reported on the socket, or truncation),
+    /// or -1 once the bind is closed. Truncated messages are left out (their length reads 0).
     /// </summary>
-    public unsafe int ReceiveSegments(Span<byte> buffer, SocketAddress source, out int segmentSize)
+    internal unsafe int ReceiveBatch(UdpReceiveBatch batch)
     {
-        segmentSize = 0;
         var added = false;
         var handle = _socket.SafeHandle;
         try
         {
             handle.DangerousAddRef(ref added);
-            var controlSize = LinuxNative.CmsgHdr.Space(sizeof(int)) * 2;
-            var control = stackalloc byte[controlSize];
-            var name = source.Buffer.Span;
-            fixed (byte* data = buffer)
-            fixed (byte* address = name)
+            while (true)
             {
-                var iov = new LinuxNative.IoVec { Base = data, Length = (nuint)buffer.Length };
-                while (true)
+                batch.Prepare();
+                var n = LinuxNative.RecvMMsg(handle.DangerousGetHandle(), batch.Messages, UdpReceiveBatch.Capacity,
+                    LinuxNative.MSG_WAITFORONE, null);
+                if (n < 0)
                 {
-                    var message = new LinuxNative.MsgHdr
-                    {
-                        Name = address,
-                        NameLength = (uint)name.Length,
-                        Iov = &iov,
-                        IovLength = 1,
-                        Control = control,
-                        ControlLength = (nuint)controlSize,
-                    };
-                    var n = LinuxNative.RecvMsg(handle.DangerousGetHandle(), &message, 0);
-                    if (n < 0)
-                    {
-                        var errno = Marshal.GetLastPInvokeError();
-                        if (_closed || errno is LinuxNative.EBADF or LinuxNative.ENOTSOCK or LinuxNative.EINVAL)
-                            return -1;
-                        if (errno == LinuxNative.EAGAIN && !WaitReadable(handle.DangerousGetHandle()))
-                            return -1;
-                        continue; // EINTR, EAGAIN, or an error about one datagram (ECONNREFUSED, ...)
-                    }
-                    if (n == 0)
-                    {
-                        // What a receiver woken by Dispose's shutdown() sees; otherwise an empty
-                        // datagram, which no WireGuard message is.
-                        if (_closed)
-                            return -1;
-                        continue;
-                    }
-                    if ((message.Flags & LinuxNative.MSG_TRUNC) != 0)
-                        continue;
-                    source.Size = (int)message.NameLength;
-                    segmentSize = (int)n;
-                    for (var cmsg = (LinuxNative.CmsgHdr*)control;
-                         (byte*)cmsg + LinuxNative.CmsgHdr.DataOffset <= control + (int)message.ControlLength;
-                         cmsg = (LinuxNative.CmsgHdr*)((byte*)cmsg + LinuxNative.CmsgHdr.Space((int)cmsg->Length - LinuxNative.CmsgHdr.DataOffset)))
-                    {
-                        if ((int)cmsg->Length < LinuxNative.CmsgHdr.DataOffset)
-                            break;
-                        if (cmsg->Level == LinuxNative.SOL_UDP && cmsg->Type == LinuxNative.UDP_GRO)
-                        {
-                            var size = *(int*)((byte*)cmsg + LinuxNative.CmsgHdr.DataOffset);
-                            if (size > 0)
-                                segmentSize = Math.Min(size, (int)n);
-                        }
-                    }
-                    return (int)n;
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (_closed || errno is LinuxNative.EBADF or LinuxNative.ENOTSOCK or LinuxNative.EINVAL)
+                        return -1;
+                    if (errno == LinuxNative.EAGAIN && !WaitReadable(handle.DangerousGetHandle()))
+                        return -1;
+                    continue; // EINTR, EAGAIN, or an error about one datagram (ECONNREFUSED, ...)
                 }
+                if (_closed)
+                    return -1; // woken by Dispose's shutdown()
+                for (var i = 0; i < n; i++)
+                {
+                    if (!batch.Complete(i))
+                        batch.Messages[i].Length = 0;
+                }
+                return n;
             }
         }
         catch (ObjectDisposedException)
