@@ -16,7 +16,7 @@ namespace Tunnel.Transport;
 /// <see cref="VirtioNetHeader"/> (cut the packet up with <see cref="TsoSegments"/>), and
 /// <see cref="Write"/> puts an empty one in front of each packet.</para>
 /// </summary>
-public sealed unsafe class LinuxTun : IDisposable
+public sealed unsafe class LinuxTun : IDisposable, ITunWriter
 {
     private int _fd;
     private int _wake;

@@ -32,7 +32,7 @@ internal sealed class TcpCoalescer
     private bool _ipv6;
 
     /// <summary>Hands <paramref name="packet"/> on, joined to the held run if it continues it.</summary>
-    public void Add(LinuxTun tun, ReadOnlySpan<byte> packet)
+    public void Add(ITunWriter tun, ReadOnlySpan<byte> packet)
     {
         if (!TryParse(packet, out var ipv6, out var ipHeaderLength, out var headerLength))
         {
@@ -71,7 +71,7 @@ internal sealed class TcpCoalescer
     }
 
     /// <summary>Writes what is held: as it came when it is one segment, else as one GSO packet.</summary>
-    public void Flush(LinuxTun tun)
+    public void Flush(ITunWriter tun)
     {
         if (_length == 0)
             return;

@@ -120,7 +120,7 @@ public sealed class TsoSegmentsTests
         Assert.False(new TsoSegments(packet, header).Next(new byte[65535], out _));
     }
 
-    private static (byte[] Packet, VirtioNetHeader Header) SuperPacket(bool ipv6, byte[] payload, int mss, byte flags)
+    internal static (byte[] Packet, VirtioNetHeader Header) SuperPacket(bool ipv6, byte[] payload, int mss, byte flags)
     {
         var ipLength = ipv6 ? 40 : 20;
         var packet = new byte[ipLength + TcpHeader + payload.Length];
@@ -171,14 +171,14 @@ public sealed class TsoSegmentsTests
         return (packet, header);
     }
 
-    private static byte[] PseudoHeader(ReadOnlySpan<byte> packet, bool ipv6, int tcpLength)
+    internal static byte[] PseudoHeader(ReadOnlySpan<byte> packet, bool ipv6, int tcpLength)
     {
         var addresses = ipv6 ? packet.Slice(8, 32) : packet.Slice(12, 8);
         return [.. addresses, 0, 6, (byte)(tcpLength >> 8), (byte)tcpLength];
     }
 
     /// <summary>RFC 1071 done the slow, obvious way: big-endian 16-bit words, end-around carry.</summary>
-    private static ushort ReferenceChecksum(ReadOnlySpan<byte> data)
+    internal static ushort ReferenceChecksum(ReadOnlySpan<byte> data)
     {
         uint sum = 0;
         for (var i = 0; i < data.Length; i += 2)
