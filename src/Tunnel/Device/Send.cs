@@ -99,8 +99,7 @@ public sealed partial class Peer
             content[packet.Length..].Clear();
             Span<byte> nonce = stackalloc byte[12];
             WriteNonce(nonce, counter);
-            Sodium.ChaCha20Poly1305Encrypt(message[MessageTransport.ContentOffset..], content,
-                ReadOnlySpan<byte>.Empty, nonce, keypair.SendKey);
+            TransportAead.Seal(message[MessageTransport.ContentOffset..], content, nonce, keypair.SendKey);
 
             // Zeroed while we encrypted (cleared sessions, fork guard): what we made is worthless.
             if (keypair.IsZeroed || !TryGetEndpoint(out Endpoint to))

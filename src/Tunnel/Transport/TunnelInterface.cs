@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Tunnel.Config;
+using Tunnel.Crypto;
 using Tunnel.Device;
 using Tunnel.Uapi;
 
@@ -240,6 +241,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         var segment = new byte[MaxPacketSize];
         var io = _io!;
         InterfaceIo.BeginBatch(new UdpSendBatch());
+        TransportAead.HoldKeysUntilScrub(); // scrubbed after each read, below
         var tun = _tun!;
         var device = _device!;
         var start = GC.GetAllocatedBytesForCurrentThread();
@@ -255,6 +257,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
                 {
                     device.SendPacket(read.AsSpan(0, length));
                     io.FlushBatch();
+                    TransportAead.ScrubThreadKeys();
                     _tunPackets++;
                     continue;
                 }
@@ -268,10 +271,12 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
                     _tunPackets++;
                 }
                 io.FlushBatch();
+                TransportAead.ScrubThreadKeys();
             }
         }
         finally
         {
+            TransportAead.ScrubThreadKeys();
             _tunAllocated += GC.GetAllocatedBytesForCurrentThread() - start;
         }
     }
@@ -287,6 +292,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         var io = _io!;
         using var batch = new UdpReceiveBatch();
         io.BeginCoalescing(new TcpCoalescer());
+        TransportAead.HoldKeysUntilScrub(); // scrubbed after each batch, below
         var start = GC.GetAllocatedBytesForCurrentThread();
         try
         {
@@ -315,10 +321,12 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
                     }
                 }
                 io.FlushDelivered();
+                TransportAead.ScrubThreadKeys();
             }
         }
         finally
         {
+            TransportAead.ScrubThreadKeys();
             _udpAllocated += GC.GetAllocatedBytesForCurrentThread() - start;
         }
     }
