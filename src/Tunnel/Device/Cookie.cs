@@ -183,6 +183,27 @@ public sealed class CookieChecker : IDisposable
             _secretSet = null;
         }
     }
+
+    /// <summary>For a VM-snapshot capture: copies the secret out and says when it was made.</summary>
+    internal TimeSpan? CaptureSecret(Span<byte> secret)
+    {
+        lock (_lock)
+        {
+            _secret.Span.CopyTo(secret);
+            return _secretSet;
+        }
+    }
+
+    internal void RestoreSecret(ReadOnlySpan<byte> secret, TimeSpan? secretSet)
+    {
+        lock (_lock)
+        {
+            secret.CopyTo(_secret.Span);
+            _secretSet = secretSet;
+        }
+    }
+
+    internal static int SecretSize => Blake2s.HashSize;
 }
 
 /// <summary>
@@ -273,6 +294,29 @@ public sealed class CookieGenerator : IDisposable
             _cookie.Dispose();
             _cookieSet = null;
             _hasLastMac1 = false;
+        }
+    }
+
+    /// <summary>For a VM-snapshot capture: the cookie, its age and the last mac1 sent.</summary>
+    internal TimeSpan? Capture(Span<byte> cookie, Span<byte> lastMac1, out bool hasLastMac1)
+    {
+        lock (_lock)
+        {
+            _cookie.Span.CopyTo(cookie);
+            _lastMac1.CopyTo(lastMac1);
+            hasLastMac1 = _hasLastMac1;
+            return _cookieSet;
+        }
+    }
+
+    internal void Restore(ReadOnlySpan<byte> cookie, ReadOnlySpan<byte> lastMac1, bool hasLastMac1, TimeSpan? cookieSet)
+    {
+        lock (_lock)
+        {
+            cookie.CopyTo(_cookie.Span);
+            lastMac1.CopyTo(_lastMac1);
+            _hasLastMac1 = hasLastMac1;
+            _cookieSet = cookieSet;
         }
     }
 

@@ -13,4 +13,10 @@ public sealed class DeviceOptions
     public IRandomGenerator Random { get; init; } = OsRandomGenerator.Instance;
 
     public ILogger Logger { get; init; } = NullLogger.Instance;
+
+    /// <summary>The interface name (wg0, ...), used in logs and as the fork guard's watcher name.</summary>
+    public string Name { get; init; } = "tunnel";
+
+    /// <summary>Whether stage 2 of the send path runs at once (the daemon) or at <see cref="TunnelDevice.FlushTransmits"/>.</summary>
+    public TransmitMode TransmitMode { get; init; } = TransmitMode.Immediate;
 }

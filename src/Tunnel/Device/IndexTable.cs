@@ -76,6 +76,24 @@ public sealed class IndexTable<TEntry> where TEntry : class
         }
     }
 
+    /// <summary>Every (index, entry), for a VM-snapshot capture.</summary>
+    internal KeyValuePair<uint, TEntry>[] Entries() => _entries.ToArray();
+
+    /// <summary>Registers <paramref name="entry"/> under a given index (restoring a snapshot). False if taken or 0.</summary>
+    internal bool TryInsertAt(uint index, TEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        lock (_writeLock)
+            return index != 0 && _entries.TryAdd(index, entry);
+    }
+
+    /// <summary>Forgets every index (restoring a snapshot).</summary>
+    internal void Clear()
+    {
+        lock (_writeLock)
+            _entries.Clear();
+    }
+
     /// <summary>Frees <paramref name="index"/>, only if <paramref name="entry"/> still holds it. True if removed.</summary>
     public bool Remove(uint index, TEntry entry)
     {

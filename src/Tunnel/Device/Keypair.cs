@@ -28,16 +28,30 @@ public sealed class Keypair : IDisposable
         CreatedGeneration = createdGeneration;
     }
 
+    /// <summary>A keypair from a VM snapshot: the same keys, counters, window and generation.</summary>
+    internal Keypair(SessionKeys keys, Peer peer, long createdNanos, ulong createdGeneration, ulong sendNonce,
+        bool canSend, ReplayFilter replayFilter)
+        : this(keys, peer, createdNanos, createdGeneration)
+    {
+        _sendNonce = (long)sendNonce;
+        _canSend = canSend;
+        replayFilter.CopyTo(ReplayFilter);
+    }
+
     public Peer Peer { get; }
+
+    /// <summary>The sending flag alone (not zeroed), for a VM-snapshot capture.</summary>
+    internal bool SendingAllowed => _canSend;
 
     /// <summary>Monotonic time the keypair was derived, for REKEY_AFTER_TIME and REJECT_AFTER_TIME.</summary>
     public long CreatedNanos { get; }
 
     /// <summary>
-    /// The VM generation (pull counter) when the keys were derived. The fork guard (issue 6) compares
-    /// it on the send path; a keypair from another generation must not send.
+    /// The hot-path counter (<see cref="TunnelDevice.HotPathCounter"/>) when the handshake that
+    /// derived these keys started on our side; 0 without a counter. Stage 2 of the send path
+    /// compares it with the counter: a keypair from another VM generation must not send.
     /// </summary>
-    public ulong CreatedGeneration;
+    public ulong CreatedGeneration { get; }
 
     public bool IsInitiator => _keys.IsInitiator;
 
@@ -161,6 +175,14 @@ public sealed class Keypairs
         Volatile.Write(ref _current, keypair);
         Volatile.Write(ref _next, null);
         return true;
+    }
+
+    /// <summary>Fills empty slots from a VM snapshot (the caller holds the peer's lock).</summary>
+    internal void Restore(Keypair? previous, Keypair? current, Keypair? next)
+    {
+        Volatile.Write(ref _previous, previous);
+        Volatile.Write(ref _current, current);
+        Volatile.Write(ref _next, next);
     }
 
     /// <summary>Empties all three slots, returning what they held (for zeroing).</summary>

@@ -28,6 +28,15 @@ public sealed partial class Peer
     // The index our pending handshake is registered under (0 = none). Kept here, not read back from
     // the handshake, because consuming an initiation resets the handshake's own index.
     private uint _handshakeIndex;
+    // The hot-path counter when our part of the pending handshake was made (initiation sent or
+    // response made). The keypair it yields carries this value, not the one at derivation: a
+    // handshake that straddles a VM fork yields keys that both clones hold, so they must not send.
+    private ulong _handshakeGeneration;
+    // An initiation was wanted while the randomness was not known to be reseeded (see
+    // TunnelDevice.MarkRandomReseeded); the fork guard sends it once it is.
+    private bool _handshakeDeferred;
+    // The TAI64N of the last initiation we sent: the next one is always later (see Tai64N.NextWhitened).
+    private Tai64N _lastSentTimestamp;
 
     private Endpoint _endpoint;
     private bool _hasEndpoint;
@@ -135,14 +144,16 @@ public sealed partial class Peer
 
     /// <summary>
     /// Stops the current (and pending next) keypair from sending and drops the handshake in
-    /// progress, so the next packet starts a new handshake; receiving still works for packets in
-    /// flight (kernel wg_noise_expire_current_peer_keypairs).
+    /// progress, so the next packet starts a new handshake, at once: the REKEY_TIMEOUT spacing of
+    /// initiations restarts (kernel wg_noise_expire_current_peer_keypairs, which also calls
+    /// wg_noise_reset_last_sent_handshake). Receiving still works for packets in flight.
     /// </summary>
     public void ExpireCurrentKeypairs()
     {
         lock (_lock)
         {
             ClearHandshakeLocked();
+            _hasSentHandshake = false;
             Keypairs.Current?.DisallowSending();
             Keypairs.Next?.DisallowSending();
         }
@@ -159,6 +170,27 @@ public sealed partial class Peer
             RetireLocked(current);
             RetireLocked(next);
         }
+    }
+
+    /// <summary>True while the peer has a keypair or a handshake in progress: a session worth rekeying.</summary>
+    internal bool HasSession
+    {
+        get
+        {
+            lock (_lock)
+                return _handshakeIndex != 0 || Keypairs.Previous is not null || Keypairs.Current is not null
+                    || Keypairs.Next is not null || _handshake?.Stage is HandshakeStage.InitiationConsumed;
+        }
+    }
+
+    /// <summary>True if an initiation was held back because the randomness was not known to be reseeded.</summary>
+    internal bool HandshakeDeferred { get { lock (_lock) return _handshakeDeferred; } }
+
+    /// <summary>Lets the next initiation leave at once, whatever the REKEY_TIMEOUT spacing says.</summary>
+    internal void ResetLastSentHandshake()
+    {
+        lock (_lock)
+            _hasSentHandshake = false;
     }
 
     public override string ToString() => $"Peer({_publicKey})";
@@ -243,7 +275,7 @@ public sealed partial class Peer
         SessionKeys? keys = NoiseProtocol.BeginSession(_handshake);
         if (keys is null)
             return false;
-        var keypair = new Keypair(keys, this, now, _device.Generation);
+        var keypair = new Keypair(keys, this, now, _handshakeGeneration);
         if (!_device.Indexes.Replace(_handshakeIndex, this, keypair))
         {
             keypair.Dispose();

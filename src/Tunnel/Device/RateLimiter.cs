@@ -125,6 +125,32 @@ public sealed class RateLimiter
         }
     }
 
+    /// <summary>Every bucket and the last sweep time, for a VM-snapshot capture.</summary>
+    internal RateLimiterState Capture()
+    {
+        lock (_lock)
+        {
+            return new RateLimiterState(
+                _v4.Select(e => (e.Key, e.Value.LastNanos, e.Value.Tokens)).ToArray(),
+                _v6.Select(e => (e.Key, e.Value.LastNanos, e.Value.Tokens)).ToArray(),
+                _lastCollection);
+        }
+    }
+
+    internal void Restore(RateLimiterState state)
+    {
+        lock (_lock)
+        {
+            _v4.Clear();
+            _v6.Clear();
+            foreach ((uint key, long last, long tokens) in state.V4)
+                _v4[key] = new Bucket { LastNanos = last, Tokens = tokens };
+            foreach ((ulong key, long last, long tokens) in state.V6)
+                _v6[key] = new Bucket { LastNanos = last, Tokens = tokens };
+            _lastCollection = state.LastCollection;
+        }
+    }
+
     /// <summary>
     /// ::ffff:a.b.c.d, as a dual-stack socket reports IPv4 senders. Keyed by /64, every IPv4 sender
     /// would share one bucket; they are charged as the IPv4 addresses they are.
@@ -186,3 +212,9 @@ public sealed class RateLimiter
         public int GetHashCode(ulong value) => HashCode.Combine(value);
     }
 }
+
+/// <summary>A <see cref="RateLimiter"/>'s buckets (address key, last refill, tokens) and last sweep.</summary>
+internal sealed record RateLimiterState(
+    (uint Key, long LastNanos, long Tokens)[] V4,
+    (ulong Key, long LastNanos, long Tokens)[] V6,
+    long LastCollection);

@@ -75,9 +75,11 @@ public sealed partial class Peer
         keypair is not null && keypair.CanSend && !keypair.IsExpired(now);
 
     /// <summary>
-    /// Encrypts <paramref name="packet"/> (empty = keepalive) under <paramref name="keypair"/>, padded
-    /// to 16, and sends it. False if the keypair's counters are used up (REJECT_AFTER_MESSAGES): it
-    /// is then barred from sending and the caller stages the packet.
+    /// Stage 1 of the send path: encrypts <paramref name="packet"/> (empty = keepalive) under
+    /// <paramref name="keypair"/>, padded to 16, into a transmit slot, which stage 2
+    /// (<see cref="Transmit"/>) checks and sends, at once or, in deferred mode, at the next
+    /// <see cref="TunnelDevice.FlushTransmits"/>. False if the keypair's counters are used up
+    /// (REJECT_AFTER_MESSAGES): it is then barred from sending and the caller stages the packet.
     /// </summary>
     private bool EncryptAndSend(Keypair keypair, ReadOnlySpan<byte> packet, long now)
     {
@@ -86,13 +88,25 @@ public sealed partial class Peer
             keypair.DisallowSending();
             return false;
         }
+        if (!TryGetEndpoint(out Endpoint to))
+            return true; // nowhere to send: the packet is lost, as the kernel loses it
 
         int padded = MessageTransport.PaddedLength(packet.Length, _device.Mtu);
         int size = MessageTransport.MessageSize(padded);
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(size);
+        var slot = new TransmitSlot
+        {
+            Buffer = ArrayPool<byte>.Shared.Rent(size),
+            Length = size,
+            To = to,
+            Keypair = keypair,
+            Generation = keypair.CreatedGeneration,
+            Counter = counter,
+            IsData = packet.Length != 0,
+        };
+        bool deferred = false;
         try
         {
-            Span<byte> message = buffer.AsSpan(0, size);
+            Span<byte> message = slot.Buffer.AsSpan(0, size);
             MessageTransport.WriteHeader(message, keypair.RemoteIndex, counter);
             Span<byte> content = message.Slice(MessageTransport.ContentOffset, padded);
             packet.CopyTo(content);
@@ -101,27 +115,21 @@ public sealed partial class Peer
             WriteNonce(nonce, counter);
             TransportAead.Seal(message[MessageTransport.ContentOffset..], content, nonce, keypair.SendKey);
 
-            // Zeroed while we encrypted (cleared sessions, fork guard): what we made is worthless.
-            if (keypair.IsZeroed || !TryGetEndpoint(out Endpoint to))
-                return true;
-            _device.Io.SendDatagram(message, to);
-            AddTx(size);
+            if (_device.TransmitMode == TransmitMode.Deferred)
+            {
+                _device.EnqueueTransmit(slot);
+                deferred = true;
+            }
+            else
+            {
+                Transmit(slot);
+            }
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (!deferred)
+                ArrayPool<byte>.Shared.Return(slot.Buffer);
         }
-
-        TimersAnyAuthenticatedPacketTraversal(now);
-        TimersAnyAuthenticatedPacketSent();
-        if (packet.Length != 0)
-            TimersDataSent(now);
-
-        // Keep the key fresh (whitepaper 6.2): the initiator rekeys after REKEY_AFTER_TIME, either
-        // side after REKEY_AFTER_MESSAGES.
-        if (counter >= Constants.RekeyAfterMessages
-            || (keypair.IsInitiator && now - keypair.CreatedNanos >= Constants.RekeyAfterTimeNanos))
-            SendHandshakeInitiation(isRetry: false);
         return true;
     }
 
@@ -151,18 +159,32 @@ public sealed partial class Peer
                 Volatile.Write(ref _handshakeAttempts, 0);
             if (_hasSentHandshake && now - _lastSentHandshakeNanos < Constants.RekeyTimeoutNanos)
                 return;
+            if (!_device.RandomIsFresh)
+            {
+                // Forked and not yet reseeded: the fork guard sends it after the reseed.
+                _handshakeDeferred = true;
+                return;
+            }
+            _handshakeDeferred = false;
             _hasSentHandshake = true;
             _lastSentHandshakeNanos = now;
 
             FreeHandshakeIndexLocked();
             uint index = _device.Indexes.Insert(this);
-            if (!NoiseProtocol.CreateInitiation(_handshake, index, Tai64N.FromDateTime(_device.Clock.UtcNow),
-                    _device.Random, message))
+            // The responder refuses a timestamp not newer than the last it accepted, and a VM
+            // restored from a snapshot may wake with a stale wall clock: never go backwards.
+            Tai64N timestamp = Tai64N.FromDateTime(_device.Clock.UtcNow);
+            if (!timestamp.After(_lastSentTimestamp))
+                timestamp = _lastSentTimestamp.NextWhitened();
+            ulong generation = _device.HotPathCounter?.Read() ?? 0;
+            if (!NoiseProtocol.CreateInitiation(_handshake, index, timestamp, _device.Random, message))
             {
                 _device.Indexes.Remove(index, this);
                 return;
             }
             _handshakeIndex = index;
+            _lastSentTimestamp = timestamp;
+            _handshakeGeneration = generation;
             _cookieGenerator.AddMacs(message, TunnelDevice.ToTimeSpan(now));
             to = _endpoint;
             hasEndpoint = _hasEndpoint;
@@ -189,8 +211,13 @@ public sealed partial class Peer
         {
             if (_removed || _handshake is null)
                 return;
+            // Forked and not yet reseeded: our ephemeral key would be every clone's. The initiator
+            // retries after REKEY_TIMEOUT.
+            if (!_device.RandomIsFresh)
+                return;
             FreeHandshakeIndexLocked();
             uint index = _device.Indexes.Insert(this);
+            _handshakeGeneration = _device.HotPathCounter?.Read() ?? 0;
             if (!NoiseProtocol.CreateResponse(_handshake, index, _device.Random, message))
             {
                 _device.Indexes.Remove(index, this);

@@ -69,6 +69,21 @@ internal sealed class StagedPackets
 
     public static void Release(byte[] buffer) => ArrayPool<byte>.Shared.Return(buffer);
 
+    /// <summary>Copies of the staged packets, oldest first (for a VM-snapshot capture).</summary>
+    public byte[][] CopyAll()
+    {
+        lock (_lock)
+        {
+            var copies = new byte[_count][];
+            for (int i = 0; i < _count; i++)
+            {
+                int at = (_head + i) % _buffers.Length;
+                copies[i] = _buffers[at].AsSpan(0, _lengths[at]).ToArray();
+            }
+            return copies;
+        }
+    }
+
     /// <summary>Drops every staged packet.</summary>
     public void Clear()
     {

@@ -6,9 +6,10 @@ public sealed partial class TunnelDevice
 {
     /// <summary>
     /// A SHA-256 over every piece of protocol state the device holds: per peer the handshake (stage,
-    /// indexes, last timestamp, a hash of the Noise state), the cookie generator, the keypairs
-    /// (indexes, send counters, replay windows, sendability), the timers, the endpoint, the
-    /// counters and staged packets; and the device's index count and rate-limiter size. Two equal digests
+    /// indexes, last timestamps received and sent, generation, a hash of the Noise state), the
+    /// cookie generator, the keypairs (indexes, send counters, replay windows, sendability,
+    /// generation), the timers, the endpoint, the counters and staged packets; and the device's
+    /// index count, rate-limiter size, pending transmits and stale-key drops. Two equal digests
     /// mean no input changed anything; tests use it to prove bad input is dropped without effect.
     /// Key material enters only hashed, and the digest never leaves the assembly.
     /// </summary>
@@ -21,6 +22,8 @@ public sealed partial class TunnelDevice
             // message with a valid mac1 must count towards it, good or bad.
             writer.Write(Indexes.Count);
             writer.Write(_rateLimiter.Count);
+            writer.Write(PendingTransmits);
+            writer.Write(StaleKeyDrops);
             foreach (Peer peer in Volatile.Read(ref _peerList))
                 peer.WriteState(writer);
         }
@@ -36,6 +39,10 @@ public sealed partial class Peer
         lock (_lock)
         {
             writer.Write(_handshakeIndex);
+            writer.Write(_handshakeGeneration);
+            writer.Write(_handshakeDeferred);
+            writer.Write(_lastSentTimestamp.Seconds);
+            writer.Write(_lastSentTimestamp.Nanoseconds);
             writer.Write(_hasEndpoint);
             writer.Write(_endpoint.ToString());
             writer.Write(_removed);
@@ -76,6 +83,7 @@ public sealed partial class Peer
         writer.Write(keypair.RemoteIndex);
         writer.Write(keypair.IsInitiator);
         writer.Write(keypair.CreatedNanos);
+        writer.Write(keypair.CreatedGeneration);
         writer.Write(keypair.SendNonce);
         writer.Write(keypair.CanSend);
         writer.Write(keypair.IsZeroed);

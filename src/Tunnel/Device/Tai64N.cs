@@ -20,6 +20,7 @@ public readonly struct Tai64N : IComparable<Tai64N>, IEquatable<Tai64N>
     public const ulong Base = 0x400000000000000A;
 
     private const uint WhitenerMask = 0x1000000 - 1;
+    private const ulong NanosPerSecond = 1_000_000_000;
 
     public Tai64N(ulong seconds, uint nanoseconds)
     {
@@ -42,6 +43,19 @@ public readonly struct Tai64N : IComparable<Tai64N>, IEquatable<Tai64N>
         }
         uint nanos = (uint)(remainderTicks * TimeSpan.NanosecondsPerTick);
         return new Tai64N(Base + (ulong)unixSeconds, nanos & ~WhitenerMask);
+    }
+
+    /// <summary>
+    /// The smallest whitened timestamp after this one (2^24 ns later, carrying into the seconds).
+    /// A sender whose wall clock went backwards (a VM restored from an old snapshot) sends this
+    /// instead, so its peer still sees a strictly newer timestamp and accepts the initiation.
+    /// </summary>
+    public Tai64N NextWhitened()
+    {
+        ulong nanos = (Nanoseconds & ~WhitenerMask) + WhitenerMask + 1UL;
+        return nanos >= NanosPerSecond
+            ? new Tai64N(Seconds + 1, 0)
+            : new Tai64N(Seconds, (uint)nanos);
     }
 
     public static Tai64N Read(ReadOnlySpan<byte> source) =>

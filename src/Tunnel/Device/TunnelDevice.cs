@@ -40,8 +40,6 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     private long _underLoadUntil;
     private volatile bool _forceUnderLoad;
 
-    private ulong _generation;
-
     public TunnelDevice(DeviceOptions options, IDeviceIo io)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -50,12 +48,17 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
         Clock = options.Clock;
         Random = options.Random;
         _logger = options.Logger;
+        Name = options.Name;
+        TransmitMode = options.TransmitMode;
         Io = io;
         Indexes = new IndexTable<object>(Random);
         _rateLimiter = new RateLimiter(Clock);
         _loadWindowStart = Clock.MonotonicNanos;
         _underLoadUntil = long.MinValue;
     }
+
+    /// <summary>The interface name, for logs and the fork guard's watcher.</summary>
+    public string Name { get; }
 
     internal IClock Clock { get; }
     internal ILogger Logger => _logger;
@@ -72,16 +75,6 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
 
     /// <summary>Inner MTU for padding: a packet is never padded past it (0 = pad to 16 always).</summary>
     public int Mtu { get; set; } = 1420;
-
-    /// <summary>
-    /// The VM generation stamped on keypairs as they are derived (<see cref="Keypair.CreatedGeneration"/>).
-    /// The fork guard (issue 6) sets it from the pull counter.
-    /// </summary>
-    public ulong Generation
-    {
-        get => Volatile.Read(ref _generation);
-        set => Volatile.Write(ref _generation, value);
-    }
 
     // ---- configuration ----
 
@@ -101,6 +94,14 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
             }
             var identity = key is null ? null : new StaticIdentity(key);
             var checker = key is null ? null : new CookieChecker(key.PublicKey, Random);
+            // A peer with our new public key would be ourselves: remove it, as the kernel does
+            // (wg_set_device: "We remove before setting, to prevent race").
+            if (key is not null && _peers.TryRemove(key.PublicKey, out Peer? self))
+            {
+                _peerList = Array.FindAll(_peerList, p => !ReferenceEquals(p, self));
+                AllowedIps.RemoveByPeer(self);
+                self.Remove();
+            }
             PrivateKey? oldKey = _privateKey;
             CookieChecker? oldChecker = _cookieChecker;
             _privateKey = key;
@@ -141,11 +142,15 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     }
 
     /// <summary>Adds a peer by its public key (32 bytes), or returns the existing one.</summary>
+    /// <exception cref="ArgumentException">The key is the device's own public key: a peer cannot be
+    /// ourselves (the kernel ignores such a peer; a handshake with it would be with ourselves).</exception>
     public Peer AddPeer(ReadOnlySpan<byte> publicKey)
     {
         var key = new PublicKey(publicKey);
         lock (_configLock)
         {
+            if (_privateKey is not null && key == _privateKey.PublicKey)
+                throw new ArgumentException("A peer cannot have the device's own public key.", nameof(publicKey));
             if (_peers.TryGetValue(key, out Peer? existing))
                 return existing;
             if (_peers.Count >= Constants.MaxPeersPerDevice)
@@ -252,16 +257,23 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
 
     // ---- fork guard (issue 6) ----
 
-    /// <summary>Zeroes the handshake and the previous/current/next keypairs of every peer.</summary>
+    /// <summary>
+    /// Zeroes the handshake and the previous/current/next keypairs of every peer (the kernel's PM
+    /// notifier: wg_noise_handshake_clear + wg_noise_keypairs_clear), and drops every message
+    /// encrypted under them that is still waiting for stage 2. Packets staged for a handshake are
+    /// plaintext and stay: they go out under the next session.
+    /// </summary>
     public void ClearAllSessions()
     {
         foreach (Peer peer in Volatile.Read(ref _peerList))
             peer.ClearSessions();
+        DropZeroedTransmits();
     }
 
     public void Dispose()
     {
         RemoveAllPeers();
+        DropAllTransmits();
         lock (_configLock)
         {
             _cookieChecker?.Dispose();

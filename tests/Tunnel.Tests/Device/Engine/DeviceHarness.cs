@@ -54,9 +54,15 @@ internal sealed class DevicePair : IDisposable
     /// <summary>Every datagram <see cref="Pump"/> delivered, in order, for tests that replay or mutate them.</summary>
     public List<Datagram> History { get; } = [];
 
-    public DevicePair(int seed = 1, bool bKnowsA = false)
+    /// <param name="randomA">A's randomness (default: seeded from <paramref name="seed"/>), e.g. a guest kernel's.</param>
+    /// <param name="transmitA">A's transmit mode (deferred: A's transport messages wait for FlushTransmits).</param>
+    public DevicePair(int seed = 1, bool bKnowsA = false, ForkNotify.IRandomGenerator? randomA = null,
+        TransmitMode transmitA = TransmitMode.Immediate)
     {
-        A = new TunnelDevice(new DeviceOptions { Clock = Clock, Random = new SeededRandom(seed) }, IoA);
+        A = new TunnelDevice(new DeviceOptions
+        {
+            Clock = Clock, Random = randomA ?? new SeededRandom(seed), Name = "a", TransmitMode = transmitA,
+        }, IoA);
         B = new TunnelDevice(new DeviceOptions { Clock = Clock, Random = new SeededRandom(seed + 1000) }, IoB);
         var keys = new SeededRandom(seed + 2000);
         byte[] secret = new byte[32];
@@ -82,6 +88,7 @@ internal sealed class DevicePair : IDisposable
     public int Pump(Endpoint? fromA = null)
     {
         int delivered = 0;
+        A.FlushTransmits();
         while (IoA.Sent.Count > 0 || IoB.Sent.Count > 0)
         {
             foreach (Datagram d in IoA.TakeSent())
@@ -96,6 +103,7 @@ internal sealed class DevicePair : IDisposable
                 A.ReceiveDatagram(d.Bytes, EndpointB);
                 delivered++;
             }
+            A.FlushTransmits();
         }
         return delivered;
     }

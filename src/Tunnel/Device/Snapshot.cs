@@ -1,0 +1,316 @@
+using System.Buffers;
+using System.Net;
+using Tunnel.Crypto;
+
+namespace Tunnel.Device;
+
+/// <summary>
+/// VM-snapshot capture and restore: the device's whole mutable state, copied out into a
+/// <see cref="TunnelDeviceState"/> and put back, so the fork simulation copies exactly what a
+/// hypervisor's snapshot of guest memory would copy (keys, nonces, replay windows, randomness is
+/// the host's). Nothing here runs on the packet path.
+/// </summary>
+public sealed partial class TunnelDevice
+{
+    /// <summary>
+    /// A deep copy of all mutable state (see <see cref="TunnelDeviceState"/>). The device goes on
+    /// unaffected. Take it while the device is quiescent (a paused guest): it holds the
+    /// configuration lock and each peer's lock in turn, not all at once.
+    /// </summary>
+    public TunnelDeviceState CaptureState()
+    {
+        var state = new TunnelDeviceState();
+        lock (_configLock)
+        {
+            if (_privateKey is not null)
+                state.PrivateKey = state.Secret(_privateKey.Secret);
+            if (_cookieChecker is not null)
+            {
+                state.CookieSecret = state.NewSecret(CookieChecker.SecretSize);
+                state.CookieSecretSet = _cookieChecker.CaptureSecret(state.CookieSecret);
+            }
+            state.ListenPort = ListenPort;
+            state.Fwmark = Fwmark;
+            state.Mtu = Mtu;
+            state.ForceUnderLoad = _forceUnderLoad;
+            lock (_loadLock)
+            {
+                state.LoadWindowStart = _loadWindowStart;
+                state.LoadWindowCount = _loadWindowCount;
+                state.UnderLoadUntil = _underLoadUntil;
+            }
+            state.StaleKeyDrops = StaleKeyDrops;
+            state.ReseedGate = _reseedGate;
+            state.ReseededGeneration = Volatile.Read(ref _reseededGeneration);
+            state.RateLimiter = _rateLimiter.Capture();
+
+            Peer[] peers = _peerList;
+            state.Peers = Array.ConvertAll(peers, peer => peer.Capture(state));
+
+            var indexes = new List<IndexCapture>();
+            foreach (KeyValuePair<uint, object> entry in Indexes.Entries())
+            {
+                if (Locate(peers, entry.Value) is (int peer, KeypairSlot slot))
+                    indexes.Add(new IndexCapture(entry.Key, peer, slot));
+            }
+            state.Indexes = [.. indexes];
+
+            lock (_transmitLock)
+            {
+                var transmits = new List<TransmitCapture>(_pendingTransmits.Count);
+                foreach (TransmitSlot t in _pendingTransmits)
+                {
+                    if (Locate(peers, t.Keypair) is (int peer, KeypairSlot slot))
+                        transmits.Add(new TransmitCapture(peer, slot, t.Message.ToArray(), t.To, t.Generation, t.Counter, t.IsData));
+                    // else: its keypair was retired (zeroed), so stage 2 would drop it anyway.
+                }
+                state.Transmits = [.. transmits];
+            }
+        }
+        return state;
+    }
+
+    /// <summary>
+    /// Replaces this device's whole state with <paramref name="state"/> (which is only read, so
+    /// many devices can be restored from one state). The device keeps its own clock, randomness,
+    /// I/O, name, transmit mode and hot-path counter: the host provides those, as a restored VM
+    /// gets the host's clock and (if the guard works) a reseeded generator. Given the same inputs
+    /// and the same host-provided randomness, a restored device behaves exactly as the captured one
+    /// would have, which is exactly the danger a VM fork creates.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The state was disposed (its keys are zeroed).</exception>
+    public void RestoreState(TunnelDeviceState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        state.ThrowIfDisposed();
+        lock (_configLock)
+        {
+            RemoveAllPeers();
+            DropAllTransmits();
+            Indexes.Clear();
+            AllowedIps.Clear();
+
+            SetPrivateKey(state.PrivateKey ?? new byte[PrivateKey.Size]);
+            if (state.CookieSecret is not null)
+                _cookieChecker?.RestoreSecret(state.CookieSecret, state.CookieSecretSet);
+            ListenPort = state.ListenPort;
+            Fwmark = state.Fwmark;
+            Mtu = state.Mtu;
+            _forceUnderLoad = state.ForceUnderLoad;
+            lock (_loadLock)
+            {
+                _loadWindowStart = state.LoadWindowStart;
+                _loadWindowCount = state.LoadWindowCount;
+                _underLoadUntil = state.UnderLoadUntil;
+            }
+            Interlocked.Exchange(ref _staleKeyDrops, state.StaleKeyDrops);
+            // The guest's memory says which generation its randomness was last reseeded for; a
+            // clone's counter has moved past it, so its gate stays shut until its own PostVmFork.
+            Volatile.Write(ref _reseededGeneration, state.ReseededGeneration);
+            _reseedGate = state.ReseedGate;
+            _rateLimiter.Restore(state.RateLimiter);
+
+            var peers = new Peer[state.Peers.Length];
+            for (int i = 0; i < peers.Length; i++)
+            {
+                PeerCapture captured = state.Peers[i];
+                Peer peer = AddPeer(captured.PublicKey.Bytes);
+                peer.Restore(captured);
+                foreach (IPNetwork network in captured.AllowedIps)
+                    AllowedIps.Insert(network, peer);
+                peers[i] = peer;
+            }
+
+            foreach (IndexCapture entry in state.Indexes)
+            {
+                object? target = entry.Slot == KeypairSlot.None ? peers[entry.Peer] : peers[entry.Peer].KeypairIn(entry.Slot);
+                if (target is not null)
+                    Indexes.TryInsertAt(entry.Index, target);
+            }
+
+            foreach (TransmitCapture t in state.Transmits)
+            {
+                if (peers[t.Peer].KeypairIn(t.Slot) is not { } keypair)
+                    continue;
+                byte[] buffer = ArrayPool<byte>.Shared.Rent(t.Message.Length);
+                t.Message.CopyTo(buffer, 0);
+                EnqueueTransmit(new TransmitSlot
+                {
+                    Buffer = buffer,
+                    Length = t.Message.Length,
+                    To = t.To,
+                    Keypair = keypair,
+                    Generation = t.Generation,
+                    Counter = t.Counter,
+                    IsData = t.IsData,
+                });
+            }
+        }
+    }
+
+    /// <summary>Which peer (by position) holds <paramref name="entry"/>, and in which keypair slot.</summary>
+    private static (int Peer, KeypairSlot Slot)? Locate(Peer[] peers, object entry)
+    {
+        for (int i = 0; i < peers.Length; i++)
+        {
+            Peer peer = peers[i];
+            if (ReferenceEquals(entry, peer))
+                return (i, KeypairSlot.None);
+            foreach (KeypairSlot slot in (ReadOnlySpan<KeypairSlot>)[KeypairSlot.Previous, KeypairSlot.Current, KeypairSlot.Next])
+            {
+                if (ReferenceEquals(entry, peer.KeypairIn(slot)))
+                    return (i, slot);
+            }
+        }
+        return null;
+    }
+}
+
+public sealed partial class Peer
+{
+    internal Keypair? KeypairIn(KeypairSlot slot) => slot switch
+    {
+        KeypairSlot.Previous => Keypairs.Previous,
+        KeypairSlot.Current => Keypairs.Current,
+        KeypairSlot.Next => Keypairs.Next,
+        _ => null,
+    };
+
+    internal PeerCapture Capture(TunnelDeviceState state)
+    {
+        var c = new PeerCapture { PublicKey = _publicKey };
+        lock (_lock)
+        {
+            c.PresharedKey = state.Secret(_presharedKey.Bytes);
+            if (_handshake is { } handshake)
+            {
+                lock (handshake.SyncRoot)
+                {
+                    c.Handshake = new HandshakeCapture
+                    {
+                        Stage = handshake.StageUnlocked,
+                        LocalIndex = handshake.LocalIndexUnlocked,
+                        RemoteIndex = handshake.RemoteIndexUnlocked,
+                        LastTimestamp = handshake.LastTimestampUnlocked,
+                        LastInitiationConsumed = handshake.LastInitiationConsumedUnlocked,
+                        NoiseState = state.Secret(handshake.NoiseState),
+                    };
+                }
+            }
+            c.HandshakeIndex = _handshakeIndex;
+            c.HandshakeGeneration = _handshakeGeneration;
+            c.HandshakeDeferred = _handshakeDeferred;
+            c.LastSentTimestamp = _lastSentTimestamp;
+            c.Endpoint = _endpoint;
+            c.HasEndpoint = _hasEndpoint;
+            c.Previous = CaptureKeypair(state, Keypairs.Previous);
+            c.Current = CaptureKeypair(state, Keypairs.Current);
+            c.Next = CaptureKeypair(state, Keypairs.Next);
+            c.LastSentHandshakeNanos = _lastSentHandshakeNanos;
+            c.HasSentHandshake = _hasSentHandshake;
+        }
+        c.RxBytes = Volatile.Read(ref _rxBytes);
+        c.TxBytes = Volatile.Read(ref _txBytes);
+        c.LastHandshakeUtcTicks = Volatile.Read(ref _lastHandshakeUtcTicks);
+        c.PersistentKeepaliveInterval = PersistentKeepaliveInterval;
+        c.AllowedIps = [.. _device.AllowedIps.EntriesForPeer(this)];
+
+        c.Cookie = state.NewSecret(CookieConstants.CookieSize);
+        c.LastMac1 = new byte[CookieConstants.MacSize];
+        c.CookieSet = _cookieGenerator.Capture(c.Cookie, c.LastMac1, out c.HasLastMac1);
+
+        c.RetransmitHandshakeDeadline = Volatile.Read(ref _retransmitHandshakeDeadline);
+        c.SendKeepaliveDeadline = Volatile.Read(ref _sendKeepaliveDeadline);
+        c.NewHandshakeDeadline = Volatile.Read(ref _newHandshakeDeadline);
+        c.ZeroKeyMaterialDeadline = Volatile.Read(ref _zeroKeyMaterialDeadline);
+        c.PersistentKeepaliveDeadline = Volatile.Read(ref _persistentKeepaliveDeadline);
+        c.HandshakeAttempts = Volatile.Read(ref _handshakeAttempts);
+        c.NeedAnotherKeepalive = _needAnotherKeepalive;
+        c.SentLastMinuteHandshake = _sentLastMinuteHandshake;
+
+        // Staged packets are plaintext inner packets: held as secrets too.
+        c.Staged = Array.ConvertAll(_staged.CopyAll(), packet =>
+        {
+            byte[] copy = state.Secret(packet);
+            Array.Clear(packet);
+            return copy;
+        });
+        return c;
+    }
+
+    private static KeypairCapture? CaptureKeypair(TunnelDeviceState state, Keypair? keypair)
+    {
+        if (keypair is null)
+            return null;
+        return new KeypairCapture
+        {
+            SendKey = state.Secret(keypair.SendKey),
+            ReceiveKey = state.Secret(keypair.ReceiveKey),
+            IsInitiator = keypair.IsInitiator,
+            LocalIndex = keypair.LocalIndex,
+            RemoteIndex = keypair.RemoteIndex,
+            CreatedNanos = keypair.CreatedNanos,
+            CreatedGeneration = keypair.CreatedGeneration,
+            SendNonce = keypair.SendNonce,
+            CanSend = keypair.SendingAllowed && !keypair.IsZeroed,
+            ReplayFilter = keypair.ReplayFilter.Clone(),
+        };
+    }
+
+    /// <summary>Loads a captured peer into this freshly added one (the device holds its config lock).</summary>
+    internal void Restore(PeerCapture c)
+    {
+        lock (_lock)
+        {
+            _presharedKey.Set(c.PresharedKey);
+            if (_handshake is { } handshake && c.Handshake is { } h)
+            {
+                handshake.SetPresharedKey(c.PresharedKey);
+                lock (handshake.SyncRoot)
+                {
+                    handshake.StageUnlocked = h.Stage;
+                    handshake.LocalIndexUnlocked = h.LocalIndex;
+                    handshake.RemoteIndexUnlocked = h.RemoteIndex;
+                    handshake.LastTimestampUnlocked = h.LastTimestamp;
+                    handshake.LastInitiationConsumedUnlocked = h.LastInitiationConsumed;
+                    h.NoiseState.CopyTo(handshake.NoiseState);
+                }
+            }
+            _handshakeIndex = c.HandshakeIndex;
+            _handshakeGeneration = c.HandshakeGeneration;
+            _handshakeDeferred = c.HandshakeDeferred;
+            _lastSentTimestamp = c.LastSentTimestamp;
+            _endpoint = c.Endpoint;
+            _hasEndpoint = c.HasEndpoint;
+            Keypairs.Restore(RestoreKeypair(c.Previous), RestoreKeypair(c.Current), RestoreKeypair(c.Next));
+            _lastSentHandshakeNanos = c.LastSentHandshakeNanos;
+            _hasSentHandshake = c.HasSentHandshake;
+        }
+        Volatile.Write(ref _rxBytes, c.RxBytes);
+        Volatile.Write(ref _txBytes, c.TxBytes);
+        Volatile.Write(ref _lastHandshakeUtcTicks, c.LastHandshakeUtcTicks);
+        Volatile.Write(ref _persistentKeepaliveInterval, c.PersistentKeepaliveInterval);
+        _cookieGenerator.Restore(c.Cookie, c.LastMac1, c.HasLastMac1, c.CookieSet);
+
+        Volatile.Write(ref _retransmitHandshakeDeadline, c.RetransmitHandshakeDeadline);
+        Volatile.Write(ref _sendKeepaliveDeadline, c.SendKeepaliveDeadline);
+        Volatile.Write(ref _newHandshakeDeadline, c.NewHandshakeDeadline);
+        Volatile.Write(ref _zeroKeyMaterialDeadline, c.ZeroKeyMaterialDeadline);
+        Volatile.Write(ref _persistentKeepaliveDeadline, c.PersistentKeepaliveDeadline);
+        Volatile.Write(ref _handshakeAttempts, c.HandshakeAttempts);
+        _needAnotherKeepalive = c.NeedAnotherKeepalive;
+        _sentLastMinuteHandshake = c.SentLastMinuteHandshake;
+
+        _staged.Clear();
+        foreach (byte[] packet in c.Staged)
+            _staged.Enqueue(packet);
+    }
+
+    private Keypair? RestoreKeypair(KeypairCapture? c)
+    {
+        if (c is null)
+            return null;
+        var keys = new SessionKeys(c.SendKey, c.ReceiveKey, c.IsInitiator, c.LocalIndex, c.RemoteIndex);
+        return new Keypair(keys, this, c.CreatedNanos, c.CreatedGeneration, c.SendNonce, c.CanSend, c.ReplayFilter);
+    }
+}

@@ -1,0 +1,230 @@
+using ForkNotify;
+using Tunnel.Device;
+using Tunnel.Tests.Device.Engine;
+using Xunit;
+
+namespace Tunnel.Tests.Guard;
+
+/// <summary>The pull side of the fork guard: a per-packet generation check between encrypting and transmitting.</summary>
+public sealed class HotPathModeTests
+{
+    [Fact]
+    public void Hot_path_without_a_counter_is_refused()
+    {
+        using var pair = new DevicePair();
+        var kernel = new ForkKernel(new byte[32]);
+        Assert.Throws<ArgumentException>(() => new ForkGuard(pair.A, kernel, ForkGuardMode.HotPath));
+        Assert.Throws<ArgumentException>(() => new ForkGuard(pair.A, kernel, ForkGuardMode.Both));
+        Assert.Empty(kernel.Pm.Chain.Blocks);
+        Assert.Empty(kernel.Watchers.Watchers);
+    }
+
+    [Fact]
+    public void Keypairs_record_the_counter_and_matching_packets_flow()
+    {
+        using var g = new GuardedPair(ForkGuardMode.HotPath);
+        g.Pair.Handshake();
+        Assert.Equal(g.Counter.Current, g.PeerB.Keypairs.Current!.CreatedGeneration);
+        for (uint i = 0; i < 10; i++)
+            g.Send(i);
+        g.Pair.Pump();
+        Assert.Equal(10, g.Pair.IoB.Delivered.Count);
+        Assert.Equal(0, g.A.StaleKeyDrops);
+    }
+
+    [Fact]
+    public void A_stale_generation_drops_the_packet_expires_the_keys_and_handshakes_once_reseeded()
+    {
+        using var g = new GuardedPair(ForkGuardMode.HotPath);
+        g.Pair.Handshake();
+        Keypair old = g.PeerB.Keypairs.Current!;
+        ulong nonceBefore = old.SendNonce;
+
+        // Cloned: the hypervisor moved the counter before the guest ran; no notification yet.
+        g.MoveCounter();
+        g.Send(1);
+
+        Assert.Equal(1, g.A.StaleKeyDrops);
+        Assert.DoesNotContain(g.Pair.IoA.Sent, d => d.Type == MessageType.Transport);
+        Assert.False(old.CanSend); // expired for sending, still able to receive
+        Assert.False(old.IsZeroed);
+        Assert.Equal(nonceBefore + 1, old.SendNonce); // the nonce was used to encrypt, never sent
+        // Further packets are not encrypted under it at all: staged for the new session.
+        g.Send(2);
+        Assert.Equal(1, g.A.StaleKeyDrops);
+        Assert.Equal(1, g.PeerB.StagedCount);
+        // The handshake waits for the reseed: until then, every clone would make the same one.
+        Assert.Empty(g.Pair.IoA.Sent);
+
+        g.Kernel.AddVmForkRandomness(GuardedPair.VmId(2));
+        Assert.Equal(MessageType.Initiation, Assert.Single(g.Pair.IoA.Sent).Type);
+        Assert.Equal(0, g.Kernel.Watchers.OutdatedCount);
+        Assert.Equal(0, g.Guard.SessionsCleared); // HotPath alone clears nothing
+        g.Pair.Pump();
+        Keypair fresh = g.PeerB.Keypairs.Current!;
+        Assert.Equal(g.Counter.Current, fresh.CreatedGeneration);
+        Assert.Equal(2u, DevicePair.ReadIntact(Assert.Single(g.Pair.IoB.Delivered)));
+    }
+
+    [Fact]
+    public void Without_the_reseed_gate_a_stale_generation_starts_a_handshake_at_once()
+    {
+        // A host that sets the counter itself (no guard) has no notification to wait for.
+        using var pair = new DevicePair();
+        var counter = new VmGeneration(3);
+        pair.A.HotPathCounter = counter;
+        pair.Handshake();
+        pair.Clock.Advance(TimeSpan.FromSeconds(1));
+        counter.Advance();
+        pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 1, 80));
+        Assert.Equal(1, pair.A.StaleKeyDrops);
+        Assert.Equal(MessageType.Initiation, Assert.Single(pair.IoA.Sent).Type);
+        pair.Pump();
+        Assert.Equal(counter.Current, pair.PeerB.Keypairs.Current!.CreatedGeneration);
+    }
+
+    [Fact]
+    public void A_packet_encrypted_before_the_fork_and_flushed_after_it_is_dropped()
+    {
+        using var g = new GuardedPair(ForkGuardMode.HotPath, TransmitMode.Deferred);
+        g.Pair.Handshake();
+        g.Send(1);
+        Assert.Equal(1, g.A.PendingTransmits); // stage 1 done, stage 2 pending
+        Assert.Empty(g.Pair.IoA.Sent);
+
+        g.MoveCounter(); // the snapshot/clone falls here
+        Assert.Equal(1, g.A.FlushTransmits());
+
+        Assert.Empty(g.Pair.IoA.Sent);
+        Assert.Equal(1, g.A.StaleKeyDrops);
+        Assert.Equal(0, g.A.PendingTransmits);
+    }
+
+    [Fact]
+    public void Many_packets_caught_under_one_stale_keypair_start_one_handshake()
+    {
+        using var pair = new DevicePair(transmitA: TransmitMode.Deferred);
+        var counter = new VmGeneration(3);
+        pair.A.HotPathCounter = counter;
+        pair.Handshake();
+        pair.Clock.Advance(TimeSpan.FromSeconds(1));
+        for (uint i = 0; i < 5; i++)
+            pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, i, 80));
+        Assert.Equal(5, pair.A.PendingTransmits);
+        counter.Advance();
+
+        pair.A.FlushTransmits();
+
+        Assert.Equal(5, pair.A.StaleKeyDrops);
+        Assert.Equal(MessageType.Initiation, Assert.Single(pair.IoA.Sent).Type);
+    }
+
+    [Fact]
+    public void A_handshake_that_straddles_a_fork_yields_keys_that_may_not_send()
+    {
+        // Initiation made before the fork, response consumed after it: both clones could hold the
+        // session, so the keypair carries the generation the handshake started in.
+        using var pair = new DevicePair();
+        var counter = new VmGeneration(3);
+        pair.A.HotPathCounter = counter;
+        pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 1, 80));
+        Datagram initiation = Assert.Single(pair.IoA.TakeSent());
+        counter.Advance();
+        pair.B.ReceiveDatagram(initiation.Bytes, DevicePair.EndpointA);
+        foreach (Datagram d in pair.IoB.TakeSent())
+            pair.A.ReceiveDatagram(d.Bytes, DevicePair.EndpointB);
+
+        Assert.Equal(3ul, pair.PeerB.Keypairs.Current!.CreatedGeneration);
+        Assert.DoesNotContain(pair.IoA.Sent, d => d.Type == MessageType.Transport);
+        Assert.Equal(1, pair.A.StaleKeyDrops);
+    }
+
+    [Fact]
+    public void A_clone_does_not_answer_an_initiation_before_its_randomness_is_reseeded()
+    {
+        using var g = new GuardedPair(ForkGuardMode.HotPath);
+        g.Pair.Handshake();
+        g.MoveCounter();
+        byte[] digest = g.A.StateDigest();
+        // B starts a handshake towards A.
+        g.Pair.PeerA.ExpireCurrentKeypairs();
+        g.Pair.PeerA.InitiateHandshake();
+        foreach (Datagram d in g.Pair.IoB.TakeSent())
+            g.A.ReceiveDatagram(d.Bytes, DevicePair.EndpointB);
+        Assert.Empty(g.Pair.IoA.Sent);
+        Assert.Equal(HandshakeStage.InitiationConsumed, g.PeerB.Handshake!.Stage);
+        Assert.NotEqual(digest, g.A.StateDigest()); // consumed (timestamp recorded), not answered
+    }
+
+    [Fact]
+    public void The_send_path_allocates_nothing_with_the_hot_path_check_on()
+    {
+        var clock = new VirtualClock();
+        var ioA = new RingIo();
+        var ioB = new RingIo();
+        using var a = new TunnelDevice(new DeviceOptions { Clock = clock, Random = new Noise.SeededRandom(1) }, ioA);
+        using var b = new TunnelDevice(new DeviceOptions { Clock = clock, Random = new Noise.SeededRandom(2) }, ioB);
+        var kernel = new ForkKernel(new byte[32]);
+        var counter = new VmGeneration(5);
+        using var guard = new ForkGuard(a, kernel, ForkGuardMode.Both, counter);
+        byte[] key = new byte[32];
+        byte[] pub = new byte[32];
+        new Noise.SeededRandom(3).Fill(key);
+        a.SetPrivateKey(key);
+        new Noise.SeededRandom(4).Fill(key);
+        b.SetPrivateKey(key);
+        b.CopyPublicKey(pub);
+        Peer peerB = a.AddPeer(pub);
+        a.CopyPublicKey(pub);
+        Peer peerA = b.AddPeer(pub);
+        peerB.Endpoint = DevicePair.EndpointB;
+        a.AllowedIps.Insert(DevicePair.AddressB, 32, peerB);
+        b.AllowedIps.Insert(DevicePair.AddressA, 32, peerA);
+        byte[] toB = DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 1, 1280);
+
+        void Round()
+        {
+            a.SendPacket(toB);
+            ioA.DrainTo(b, DevicePair.EndpointA);
+            ioB.DrainTo(a, DevicePair.EndpointB);
+        }
+
+        for (int i = 0; i < 2_000; i++)
+            Round();
+        Assert.Equal(2_000, ioB.Delivered);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10_000; i++)
+            Round();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(12_000, ioB.Delivered);
+        Assert.Equal(0, a.StaleKeyDrops);
+        Assert.Equal(0, allocated);
+    }
+
+    /// <summary>An <see cref="IDeviceIo"/> that queues into preallocated slots and allocates nothing.</summary>
+    private sealed class RingIo : IDeviceIo
+    {
+        private readonly byte[][] _slots = Enumerable.Range(0, 64).Select(_ => new byte[2048]).ToArray();
+        private readonly int[] _lengths = new int[64];
+        private int _count;
+
+        public int Delivered { get; private set; }
+
+        public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to)
+        {
+            datagram.CopyTo(_slots[_count]);
+            _lengths[_count++] = datagram.Length;
+        }
+
+        public void DeliverPacket(ReadOnlySpan<byte> ipPacket, Peer from) => Delivered++;
+
+        public void DrainTo(TunnelDevice device, in Endpoint from)
+        {
+            for (int i = 0; i < _count; i++)
+                device.ReceiveDatagram(_slots[i].AsSpan(0, _lengths[i]), from);
+            _count = 0;
+        }
+    }
+}
