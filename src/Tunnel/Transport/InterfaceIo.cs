@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using ForkNotify;
 using Microsoft.Extensions.Logging;
 using Tunnel.Device;
 
@@ -29,6 +30,8 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
     private static TcpCoalescer? t_coalescer;
 
     private UdpBind _bind = bind;
+    private TunnelDevice? _device;
+    private long _staleBatchDrops;
     private long _tunWriteErrors;
 
     public UdpBind Bind
@@ -36,6 +39,21 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
         get => Volatile.Read(ref _bind);
         set => Volatile.Write(ref _bind, value);
     }
+
+    /// <summary>The engine, once created: its fork-guard counter guards held datagrams.</summary>
+    public TunnelDevice? Device
+    {
+        get => Volatile.Read(ref _device);
+        set => Volatile.Write(ref _device, value);
+    }
+
+    /// <summary>The fork guard's hot-path counter, if the engine has one.</summary>
+    public IGenerationCounter? GenerationCounter => Device?.HotPathCounter;
+
+    /// <summary>Datagrams a <see cref="UdpSendBatch"/> dropped because the VM generation moved while it held them.</summary>
+    public long StaleBatchDrops => Interlocked.Read(ref _staleBatchDrops);
+
+    internal void CountStaleBatchDrop(int datagrams) => Interlocked.Add(ref _staleBatchDrops, datagrams);
 
     /// <summary>From now on this thread's datagrams wait in <paramref name="batch"/> for <see cref="FlushBatch"/>.</summary>
     public static void BeginBatch(UdpSendBatch batch) => t_batch = batch;

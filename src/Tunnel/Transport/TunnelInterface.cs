@@ -111,6 +111,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
             Fwmark = settings.FwMark,
             Mtu = settings.Mtu, // padding never goes past the interface's MTU
         };
+        _io.Device = _device;
         var uapi = new DeviceUapi(_device, this);
         StartThread(TunReadLoop, "tun-read");
         StartThread(UdpReceiveLoop, "udp-receive");

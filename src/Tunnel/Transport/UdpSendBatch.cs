@@ -9,6 +9,12 @@ namespace Tunnel.Transport;
 /// only the last may be shorter; anything that breaks the run flushes what is held first, so the
 /// order of datagrams never changes. Owned by one thread; <see cref="Flush"/> at the end of each
 /// read, so nothing is held while the thread waits for the next one.
+/// <para>The fork guard's hot path checks each transport message against the VM generation just
+/// before it is handed to <see cref="InterfaceIo.SendDatagram"/>, that is, before it lands here.
+/// So that holding messages does not widen the window between that check and the wire, the batch
+/// reads the same counter when it takes its first message and again just before the send, and
+/// drops everything it holds if the counter moved (the next packet's own check then expires the
+/// keys and starts a handshake).</para>
 /// </summary>
 internal sealed class UdpSendBatch
 {
@@ -25,6 +31,7 @@ internal sealed class UdpSendBatch
     private int _length;
     private bool _closed; // the last datagram was short: nothing may follow it in this send
     private bool _gso = true;
+    private ulong _generation; // the hot-path counter when the first held datagram came in
 
     /// <summary>Holds <paramref name="datagram"/> for <paramref name="to"/>, sending what is held
     /// first when it cannot join them.</summary>
@@ -42,6 +49,7 @@ internal sealed class UdpSendBatch
         {
             _destination = to;
             _segmentSize = datagram.Length;
+            _generation = io.GenerationCounter?.Read() ?? 0;
         }
         else if (datagram.Length < _segmentSize)
         {
@@ -59,6 +67,15 @@ internal sealed class UdpSendBatch
         if (_count == 0)
             return;
         var held = _buffer.AsSpan(0, _length);
+        if (io.GenerationCounter is { } counter && counter.Read() != _generation)
+        {
+            // The VM was cloned or restored while these waited: they may be under stale keys.
+            io.CountStaleBatchDrop(_count);
+            _count = 0;
+            _length = 0;
+            _closed = false;
+            return;
+        }
         if (_count == 1 || !_gso || !io.SendSegments(held, _segmentSize, _destination, out var unsupported) && unsupported)
         {
             if (_count > 1 && _gso)
