@@ -1,15 +1,22 @@
 namespace Tunnel.Crypto;
 
 /// <summary>
-/// The AEAD of transport data messages (ChaCha20-Poly1305 IETF, no associated data): OpenSSL's
-/// when libcrypto.so.3 is there (the faster one on the data path, see
-/// <see cref="OpenSslChaCha20Poly1305"/>), else libsodium's. The same algorithm either way, so the
-/// bytes are the same; handshake messages keep using <see cref="Sodium"/> directly.
+/// The AEAD of transport data messages (ChaCha20-Poly1305 IETF, no associated data), from
+/// whichever back-end is faster for the size: OpenSSL's (<see cref="OpenSslChaCha20Poly1305"/>)
+/// for full-sized packets, where its AVX-512 code takes about 0.69 of libsodium's time at 1420
+/// bytes, and libsodium's below <see cref="OpenSslMinimumLength"/>, where OpenSSL's fixed cost
+/// per call (about 170 ns more) dominates: TCP's ACKs, keepalives, and small forged packets an
+/// attacker may send at line rate (docs/BENCHMARKS.md, AeadBenchmarks). The same algorithm either
+/// way, so the bytes are the same; without libcrypto.so.3 everything goes to libsodium. Handshake
+/// messages keep using <see cref="Sodium"/> directly.
 /// </summary>
 public static class TransportAead
 {
-    /// <summary>Which implementation seals and opens, for logs and benchmarks.</summary>
-    public static string Implementation => OpenSslChaCha20Poly1305.IsAvailable ? "OpenSSL" : "libsodium";
+    /// <summary>Plaintexts from this length on go to OpenSSL (the two cost the same near 650 bytes here).</summary>
+    public const int OpenSslMinimumLength = 768;
+
+    /// <summary>Which implementations seal and open, for logs and benchmarks.</summary>
+    public static string Implementation => OpenSslChaCha20Poly1305.IsAvailable ? "OpenSSL and libsodium" : "libsodium";
 
     /// <summary>
     /// For a data-path thread: from now on the AEAD may keep the last key it used in its native
@@ -32,7 +39,7 @@ public static class TransportAead
         if (ciphertext.Length != plaintext.Length + Sodium.AeadTagSize || nonce.Length != Sodium.ChaCha20Poly1305NonceSize
             || key.Length != Sodium.AeadKeySize)
             throw new ArgumentException("ChaCha20-Poly1305: wrong ciphertext, nonce or key length");
-        if (OpenSslChaCha20Poly1305.IsAvailable)
+        if (plaintext.Length >= OpenSslMinimumLength && OpenSslChaCha20Poly1305.IsAvailable)
             OpenSslChaCha20Poly1305.Encrypt(ciphertext, plaintext, nonce, key);
         else
             Sodium.ChaCha20Poly1305Encrypt(ciphertext, plaintext, ReadOnlySpan<byte>.Empty, nonce, key);
@@ -45,7 +52,7 @@ public static class TransportAead
         if (ciphertext.Length < Sodium.AeadTagSize || plaintext.Length != ciphertext.Length - Sodium.AeadTagSize
             || nonce.Length != Sodium.ChaCha20Poly1305NonceSize || key.Length != Sodium.AeadKeySize)
             return false;
-        return OpenSslChaCha20Poly1305.IsAvailable
+        return plaintext.Length >= OpenSslMinimumLength && OpenSslChaCha20Poly1305.IsAvailable
             ? OpenSslChaCha20Poly1305.Decrypt(plaintext, ciphertext, nonce, key)
             : Sodium.ChaCha20Poly1305Decrypt(plaintext, ciphertext, ReadOnlySpan<byte>.Empty, nonce, key);
     }

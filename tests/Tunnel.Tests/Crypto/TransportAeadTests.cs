@@ -14,7 +14,7 @@ public sealed class TransportAeadTests
     {
         // .NET needs libcrypto.so.3 on Linux anyway; if this fails the data path fell back to libsodium.
         if (OperatingSystem.IsLinux())
-            Assert.Equal("OpenSSL", TransportAead.Implementation);
+            Assert.Equal("OpenSSL and libsodium", TransportAead.Implementation);
     }
 
     [Theory]
@@ -28,7 +28,7 @@ public sealed class TransportAeadTests
             if (deferScrub)
                 TransportAead.HoldKeysUntilScrub();
             var random = new Random(42);
-            foreach (var length in new[] { 0, 1, 15, 16, 17, 63, 64, 65, 1420, 1440, 9000 })
+            foreach (var length in new[] { 0, 1, 15, 16, 17, 63, 64, 65, TransportAead.OpenSslMinimumLength - 1, TransportAead.OpenSslMinimumLength, 1420, 1440, 9000 })
             {
                 for (var round = 0; round < 3; round++)
                 {
