@@ -95,8 +95,8 @@ public sealed class UdpBind : IDisposable
 
     /// <summary>
     /// UDP_GRO: the kernel may deliver a run of same-sized datagrams from one source as one read,
-    /// with their size in a control message (<see cref="ReceiveSegments"/>). Kernels before 5.0
-    /// refuse it and deliver datagrams one by one, which ReceiveSegments handles the same way.
+    /// with their size in a control message (<see cref="ReceiveBatch"/>). Kernels before 5.0
+    /// refuse it and deliver datagrams one by one, which ReceiveBatch handles the same way.
     /// </summary>
     private static void TryEnableGro(Socket socket)
     {
