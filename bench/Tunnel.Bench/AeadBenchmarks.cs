@@ -6,10 +6,12 @@ using Tunnel.Crypto;
 namespace Tunnel.Bench;
 
 /// <summary>
-/// ChaCha20-Poly1305 IETF, the transport cipher, from its two candidate back-ends: libsodium
-/// through <see cref="Sodium"/> (what the data path uses) and .NET's
-/// <see cref="System.Security.Cryptography.ChaCha20Poly1305"/> (OpenSSL underneath), one instance
-/// per key made once and reused, as a session would hold it. Sizes: a small packet, a medium
+/// ChaCha20-Poly1305 IETF, the transport cipher, from its candidate back-ends: libsodium
+/// through <see cref="Sodium"/> (the handshake's, and the data path's fallback), OpenSSL's EVP
+/// interface called directly (<see cref="OpenSslChaCha20Poly1305"/>, what the data path uses
+/// through <see cref="TransportAead"/>, with the key scrub deferred to the end of a batch as the
+/// data-path threads do) and .NET's <see cref="System.Security.Cryptography.ChaCha20Poly1305"/>
+/// (OpenSSL underneath), one instance per key made once and reused, as a session would hold it. Sizes: a small packet, a medium
 /// one, and 1420 bytes, WireGuard's default MTU (the largest plaintext of a transport message).
 /// </summary>
 /// <remarks>
@@ -52,20 +54,26 @@ public class AeadBenchmarks
         _sealed = new byte[Size + TagSize];
         _opened = new byte[Size];
         _dotnet = new System.Security.Cryptography.ChaCha20Poly1305(_key);
+        if (!OpenSslChaCha20Poly1305.IsAvailable)
+            throw new PlatformNotSupportedException("libcrypto.so.3 with ChaCha20-Poly1305 is not available here.");
+        OpenSslChaCha20Poly1305.DeferScrubOnThisThread();
 
         Sodium.ChaCha20Poly1305Encrypt(_box, _plaintext, default, _nonce, _key);
         _box.CopyTo(_forged);
         _forged[^1] ^= 1;
         // Both back-ends must agree, or the comparison is meaningless.
         DotnetSeal();
-        if (!_sealed.AsSpan().SequenceEqual(_box) || !SodiumOpen() || !DotnetOpen()
-            || SodiumOpenForged() || DotnetOpenForged())
+        var dotnetSealed = _sealed.AsSpan().SequenceEqual(_box);
+        OpenSslSeal();
+        if (!dotnetSealed || !_sealed.AsSpan().SequenceEqual(_box) || !SodiumOpen() || !DotnetOpen() || !OpenSslOpen()
+            || SodiumOpenForged() || DotnetOpenForged() || OpenSslOpenForged())
             throw new InvalidOperationException("The two ChaCha20-Poly1305 back-ends disagree.");
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
+        OpenSslChaCha20Poly1305.ScrubThisThread();
         _dotnet?.Dispose();
         CryptographicOperations.ZeroMemory(_key);
     }
@@ -78,12 +86,18 @@ public class AeadBenchmarks
     public void DotnetSeal() =>
         _dotnet!.Encrypt(_nonce, _plaintext, _sealed.AsSpan(0, Size), _sealed.AsSpan(Size, TagSize));
 
+    [Benchmark, BenchmarkCategory("Seal")]
+    public void OpenSslSeal() => OpenSslChaCha20Poly1305.Encrypt(_sealed, _plaintext, _nonce, _key);
+
     [Benchmark(Baseline = true), BenchmarkCategory("Open")]
     public bool SodiumOpen() =>
         Sodium.ChaCha20Poly1305Decrypt(_opened, _box, default, _nonce, _key);
 
     [Benchmark, BenchmarkCategory("Open")]
     public bool DotnetOpen() => DotnetTryOpen(_box);
+
+    [Benchmark, BenchmarkCategory("Open")]
+    public bool OpenSslOpen() => OpenSslChaCha20Poly1305.Decrypt(_opened, _box, _nonce, _key);
 
     // A forged packet is something an attacker can send at line rate, so the cost of refusing
     // one matters too: libsodium returns -1, .NET throws (and allocates) for every bad tag.
@@ -94,6 +108,9 @@ public class AeadBenchmarks
 
     [Benchmark, BenchmarkCategory("OpenForged")]
     public bool DotnetOpenForged() => DotnetTryOpen(_forged);
+
+    [Benchmark, BenchmarkCategory("OpenForged")]
+    public bool OpenSslOpenForged() => OpenSslChaCha20Poly1305.Decrypt(_opened, _forged, _nonce, _key);
 
     private bool DotnetTryOpen(byte[] box)
     {

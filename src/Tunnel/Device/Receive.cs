@@ -105,8 +105,7 @@ public sealed partial class TunnelDevice
             ulong counter = MessageTransport.Counter(message);
             Span<byte> nonce = stackalloc byte[12];
             Peer.WriteNonce(nonce, counter);
-            if (!Crypto.Sodium.ChaCha20Poly1305Decrypt(plaintext, message[MessageTransport.ContentOffset..],
-                    ReadOnlySpan<byte>.Empty, nonce, keypair.ReceiveKey))
+            if (!Crypto.TransportAead.Open(plaintext, message[MessageTransport.ContentOffset..], nonce, keypair.ReceiveKey))
                 return;
             // Only now, with the packet authenticated, may it move the replay window.
             if (!keypair.ReplayFilter.ValidateCounter(counter, Constants.RejectAfterMessages))

@@ -113,8 +113,7 @@ public sealed partial class Peer
             content[packet.Length..].Clear();
             Span<byte> nonce = stackalloc byte[12];
             WriteNonce(nonce, counter);
-            Sodium.ChaCha20Poly1305Encrypt(message[MessageTransport.ContentOffset..], content,
-                ReadOnlySpan<byte>.Empty, nonce, keypair.SendKey);
+            TransportAead.Seal(message[MessageTransport.ContentOffset..], content, nonce, keypair.SendKey);
 
             if (_device.TransmitMode == TransmitMode.Deferred)
             {

@@ -71,11 +71,33 @@ internal static class EndpointAddress
     /// IPv4-mapped IPv6 address (an IPv4 peer on the dual-stack socket) becomes a plain IPv4
     /// endpoint, so a peer's endpoint reads the same whichever socket saw it.
     /// </summary>
-    public static Endpoint Read(SocketAddress address)
+    public static Endpoint Read(SocketAddress address) =>
+        Read(address.Buffer.Span[..address.Size], address.Family == AddressFamily.InterNetworkV6);
+
+    /// <summary>The same from raw sockaddr bytes as recvmsg returns them (family in the first two
+    /// bytes, host order). False for a family we do not speak or a short address.</summary>
+    public static bool TryRead(ReadOnlySpan<byte> sockaddr, out Endpoint endpoint)
     {
-        var bytes = address.Buffer.Span[..address.Size];
+        endpoint = default;
+        if (sockaddr.Length < Ipv4Size)
+            return false;
+        var family = BitConverter.ToUInt16(sockaddr);
+        if (family == LinuxAfInet6 && sockaddr.Length >= Ipv6Size)
+            endpoint = Read(sockaddr, ipv6: true);
+        else if (family == LinuxAfInet)
+            endpoint = Read(sockaddr, ipv6: false);
+        else
+            return false;
+        return true;
+    }
+
+    private const ushort LinuxAfInet = 2;
+    private const ushort LinuxAfInet6 = 10;
+
+    private static Endpoint Read(ReadOnlySpan<byte> bytes, bool ipv6)
+    {
         var port = BinaryPrimitives.ReadUInt16BigEndian(bytes[PortOffset..]);
-        if (address.Family == AddressFamily.InterNetworkV6 && bytes.Length >= Ipv6Size)
+        if (ipv6 && bytes.Length >= Ipv6Size)
         {
             var ip = bytes.Slice(Ipv6AddressOffset, 16);
             if (IsIpv4Mapped(ip))

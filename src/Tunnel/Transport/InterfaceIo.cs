@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using ForkNotify;
 using Microsoft.Extensions.Logging;
 using Tunnel.Device;
 
@@ -11,6 +12,8 @@ namespace Tunnel.Transport;
 /// thread writes destinations into its own reused <see cref="SocketAddress"/>, so sending
 /// allocates nothing. The bind can be swapped under it (a UAPI <c>listen_port</c>): a datagram
 /// that races the swap may be lost, which UDP and the protocol's timers already allow for.
+/// A thread that has called <see cref="BeginBatch"/> collects its datagrams into its
+/// <see cref="UdpSendBatch"/> until <see cref="FlushBatch"/> (the TUN reader, one read at a time).
 /// </summary>
 internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDeviceIo
 {
@@ -20,7 +23,15 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
     [ThreadStatic]
     private static SocketAddress? t_destination4;
 
+    [ThreadStatic]
+    private static UdpSendBatch? t_batch;
+
+    [ThreadStatic]
+    private static TcpCoalescer? t_coalescer;
+
     private UdpBind _bind = bind;
+    private TunnelDevice? _device;
+    private long _staleBatchDrops;
     private long _tunWriteErrors;
 
     public UdpBind Bind
@@ -29,7 +40,77 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
         set => Volatile.Write(ref _bind, value);
     }
 
+    /// <summary>The engine, once created: its fork-guard counter guards held datagrams.</summary>
+    public TunnelDevice? Device
+    {
+        get => Volatile.Read(ref _device);
+        set => Volatile.Write(ref _device, value);
+    }
+
+    /// <summary>The fork guard's hot-path counter, if the engine has one.</summary>
+    public IGenerationCounter? GenerationCounter => Device?.HotPathCounter;
+
+    /// <summary>Datagrams a <see cref="UdpSendBatch"/> dropped because the VM generation moved while it held them.</summary>
+    public long StaleBatchDrops => Interlocked.Read(ref _staleBatchDrops);
+
+    internal void CountStaleBatchDrop(int datagrams) => Interlocked.Add(ref _staleBatchDrops, datagrams);
+
+    /// <summary>From now on this thread's datagrams wait in <paramref name="batch"/> for <see cref="FlushBatch"/>.</summary>
+    public static void BeginBatch(UdpSendBatch batch) => t_batch = batch;
+
+    /// <summary>From now on this thread's delivered packets wait in <paramref name="coalescer"/>
+    /// for <see cref="FlushDelivered"/> (when the TUN device takes virtio-net headers).</summary>
+    public void BeginCoalescing(TcpCoalescer coalescer)
+    {
+        if (tun.HasVnetHeader)
+            t_coalescer = coalescer;
+    }
+
+    /// <summary>Writes what this thread's coalescer holds.</summary>
+    public void FlushDelivered()
+    {
+        if (t_coalescer is not { } coalescer)
+            return;
+        try
+        {
+            coalescer.Flush(tun);
+        }
+        catch (IOException e)
+        {
+            CountWriteError(e);
+        }
+    }
+
+    /// <summary>Sends what this thread's batch holds.</summary>
+    public void FlushBatch() => t_batch?.Flush(this);
+
     public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to)
+    {
+        if (t_batch is { } batch)
+            batch.Add(this, datagram, to);
+        else
+            SendNow(datagram, to);
+    }
+
+    /// <summary>Several datagrams of <paramref name="segmentSize"/> bytes (the last may be
+    /// shorter) to one destination in one GSO send. False if they did not leave;
+    /// <paramref name="unsupported"/> then says whether the socket refuses GSO itself.</summary>
+    public bool SendSegments(ReadOnlySpan<byte> datagrams, int segmentSize, in Endpoint to, out bool unsupported)
+    {
+        unsupported = false;
+        var bind = Bind;
+        var destination = Destination(bind.AddressFamily);
+        return EndpointAddress.TryWrite(to, bind.AddressFamily, destination)
+               && bind.SendSegments(datagrams, segmentSize, destination, out unsupported);
+    }
+
+    private static SocketAddress Destination(AddressFamily family) =>
+        family == AddressFamily.InterNetworkV6
+            ? t_destination6 ??= new SocketAddress(AddressFamily.InterNetworkV6)
+            : t_destination4 ??= new SocketAddress(AddressFamily.InterNetwork);
+
+    /// <summary>One datagram, at once.</summary>
+    public void SendNow(ReadOnlySpan<byte> datagram, in Endpoint to)
     {
         var bind = Bind;
         var family = bind.AddressFamily;
@@ -44,14 +125,22 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
     {
         try
         {
-            tun.Write(ipPacket);
+            if (t_coalescer is { } coalescer)
+                coalescer.Add(tun, ipPacket);
+            else
+                tun.Write(ipPacket);
         }
         catch (IOException e)
         {
-            // The kernel refused this one packet (e.g. EINVAL for a malformed header): drop it,
-            // and say so once in a while rather than once per packet.
-            if (Interlocked.Increment(ref _tunWriteErrors) % 1000 == 1)
-                log.LogWarning("dropped a packet the TUN device refused: {Error}", e.Message);
+            CountWriteError(e);
         }
+    }
+
+    /// <summary>The kernel refused one packet (e.g. EINVAL for a malformed header): it is dropped;
+    /// say so once in a while rather than once per packet.</summary>
+    private void CountWriteError(IOException e)
+    {
+        if (Interlocked.Increment(ref _tunWriteErrors) % 1000 == 1)
+            log.LogWarning("dropped a packet the TUN device refused: {Error}", e.Message);
     }
 }

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace Tunnel.Transport;
 
-/// <summary>The few libc calls the TUN device needs (x86_64 / aarch64 Linux layouts).</summary>
+/// <summary>The few libc calls the TUN device and the batched UDP path need (x86_64 / aarch64 Linux layouts).</summary>
 internal static unsafe partial class LinuxNative
 {
     public const int O_RDWR = 0x2;
@@ -28,6 +28,21 @@ internal static unsafe partial class LinuxNative
     public const uint TUNSETIFF = 0x400454ca;
     public const short IFF_TUN = 0x0001;
     public const short IFF_NO_PI = 0x1000;
+    public const short IFF_VNET_HDR = 0x4000;
+
+    /// <summary>_IOW('T', 208, unsigned int)</summary>
+    public const uint TUNSETOFFLOAD = 0x400454d0;
+    public const uint TUN_F_CSUM = 0x01;
+    public const uint TUN_F_TSO4 = 0x02;
+    public const uint TUN_F_TSO6 = 0x04;
+
+    public const int SOL_UDP = 17;
+    public const int UDP_SEGMENT = 103;
+    public const int UDP_GRO = 104;
+    public const int MSG_TRUNC = 0x20;
+    public const int EIO = 5;
+    public const int EBADF = 9;
+    public const int ENOTSOCK = 88;
     public const int IFNAMSIZ = 16;
 
     /// <summary>struct ifreq: the name, then a union whose first member we use is the flags.</summary>
@@ -46,6 +61,49 @@ internal static unsafe partial class LinuxNative
         public short Revents;
     }
 
+    [StructLayout(LayoutKind.Sequential)]
+    public struct IoVec
+    {
+        public void* Base;
+        public nuint Length;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MsgHdr
+    {
+        public void* Name;
+        public uint NameLength;
+        public IoVec* Iov;
+        public nuint IovLength;
+        public void* Control;
+        public nuint ControlLength;
+        public int Flags;
+    }
+
+    /// <summary>struct mmsghdr: one message of recvmmsg and what the kernel received into it.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MMsgHdr
+    {
+        public MsgHdr Header;
+        public uint Length;
+    }
+
+    public const int MSG_WAITFORONE = 0x10000;
+
+    /// <summary>struct cmsghdr; its data starts at <see cref="DataOffset"/> (CMSG_DATA).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct CmsgHdr
+    {
+        public nuint Length;
+        public int Level;
+        public int Type;
+
+        public static int DataOffset => sizeof(CmsgHdr);
+
+        /// <summary>CMSG_SPACE(dataLength): room for one header and its data, aligned.</summary>
+        public static int Space(int dataLength) => DataOffset + ((dataLength + IntPtr.Size - 1) & ~(IntPtr.Size - 1));
+    }
+
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Open(string path, int flags);
 
@@ -57,6 +115,21 @@ internal static unsafe partial class LinuxNative
 
     [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
     public static partial nint Write(int fd, byte* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "writev", SetLastError = true)]
+    public static partial nint WriteV(int fd, IoVec* iov, int count);
+
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int IoctlValue(int fd, nuint request, nuint value);
+
+    [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
+    public static partial nint SendMsg(nint fd, MsgHdr* message, int flags);
+
+    [LibraryImport("libc", EntryPoint = "recvmsg", SetLastError = true)]
+    public static partial nint RecvMsg(nint fd, MsgHdr* message, int flags);
+
+    [LibraryImport("libc", EntryPoint = "recvmmsg", SetLastError = true)]
+    public static partial int RecvMMsg(nint fd, MMsgHdr* messages, uint count, int flags, void* timeout);
 
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);

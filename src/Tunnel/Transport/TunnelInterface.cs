@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using ForkNotify;
 using Microsoft.Extensions.Logging;
 using Tunnel.Config;
+using Tunnel.Crypto;
 using Tunnel.Device;
 using Tunnel.Uapi;
 
@@ -19,6 +20,9 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
 {
     /// <summary>Largest IP packet a TUN read can return (the IPv4/IPv6 length fields' limit).</summary>
     private const int MaxPacketSize = 65535;
+
+    /// <summary>A TUN read with offload: a TSO packet behind its virtio-net header.</summary>
+    private const int MaxTunReadSize = MaxPacketSize + VirtioNetHeader.Size;
 
     /// <summary>The timer thread wakes at least this often, so a deadline the data path brings
     /// forward (a new handshake, a keepalive) is never missed by more than this.</summary>
@@ -45,8 +49,10 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     // Per-thread totals for the stop log: how many packets each data-path thread moved and what it
     // allocated doing so (handshakes allocate; steady-state packets must not). Each is written by
     // its own thread only, and read after the threads are joined.
+    private long _tunReads;
     private long _tunPackets;
     private long _tunAllocated;
+    private long _udpReads;
     private long _udpDatagrams;
     private long _udpAllocated;
 
@@ -86,7 +92,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     {
         if (_tun is not null)
             throw new InvalidOperationException("already started");
-        _tun = LinuxTun.Create(_requestedName);
+        _tun = LinuxTun.Create(_requestedName, offload: true);
         var setup = new InterfaceSetup(_tun.Name);
         var settings = _config.Interface;
         setup.SetMtu(settings.Mtu);
@@ -115,6 +121,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
             Fwmark = settings.FwMark,
             Mtu = settings.Mtu, // padding never goes past the interface's MTU
         };
+        _io.Device = _device;
         _fork?.Attach(_device); // before the first handshake: keypairs record the pull counter
         var uapi = new DeviceUapi(_device, this, _fork);
         StartThread(TunReadLoop, "tun-read");
@@ -242,7 +249,11 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     /// <summary>Packets the kernel routed into the tunnel, handed to the engine to encrypt.</summary>
     private void TunReadLoop()
     {
-        var packet = new byte[MaxPacketSize];
+        var read = new byte[MaxTunReadSize];
+        var segment = new byte[MaxPacketSize];
+        var io = _io!;
+        InterfaceIo.BeginBatch(new UdpSendBatch());
+        TransportAead.HoldKeysUntilScrub(); // scrubbed after each read, below
         var tun = _tun!;
         var device = _device!;
         var start = GC.GetAllocatedBytesForCurrentThread();
@@ -250,51 +261,84 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         {
             while (!_stopping)
             {
-                var length = tun.Read(packet);
+                var length = tun.Read(read);
                 if (length == 0)
                     return;
-                device.SendPacket(packet.AsSpan(0, length));
-                _tunPackets++;
+                _tunReads++;
+                if (!tun.HasVnetHeader)
+                {
+                    device.SendPacket(read.AsSpan(0, length));
+                    io.FlushBatch();
+                    TransportAead.ScrubThreadKeys();
+                    _tunPackets++;
+                    continue;
+                }
+                if (length < VirtioNetHeader.Size)
+                    continue;
+                var header = VirtioNetHeader.Read(read);
+                var segments = new TsoSegments(read.AsSpan(VirtioNetHeader.Size, length - VirtioNetHeader.Size), header);
+                while (segments.Next(segment, out var segmentLength))
+                {
+                    device.SendPacket(segment.AsSpan(0, segmentLength));
+                    _tunPackets++;
+                }
+                io.FlushBatch();
+                TransportAead.ScrubThreadKeys();
             }
         }
         finally
         {
+            TransportAead.ScrubThreadKeys();
             _tunAllocated += GC.GetAllocatedBytesForCurrentThread() - start;
         }
     }
 
-    /// <summary>Datagrams from peers, handed to the engine; follows the bind across a rebind.</summary>
+    /// <summary>
+    /// Datagrams from peers, handed to the engine; follows the bind across a rebind. One recvmmsg
+    /// brings many (each message perhaps a GRO run of datagrams); what the engine delivers from
+    /// them is coalesced and written to TUN once the whole batch is through.
+    /// </summary>
     private void UdpReceiveLoop()
     {
-        var datagram = new byte[MaxPacketSize];
         var device = _device!;
-        UdpBind? current = null;
-        SocketAddress source = null!;
+        var io = _io!;
+        using var batch = new UdpReceiveBatch();
+        io.BeginCoalescing(new TcpCoalescer());
+        TransportAead.HoldKeysUntilScrub(); // scrubbed after each batch, below
         var start = GC.GetAllocatedBytesForCurrentThread();
         try
         {
             while (!_stopping)
             {
-                var bind = _io!.Bind;
-                if (!ReferenceEquals(bind, current))
-                {
-                    current = bind;
-                    source = bind.CreateReceiveAddress();
-                }
-                var length = bind.Receive(datagram, source);
-                if (length < 0)
+                var bind = io.Bind;
+                var count = bind.ReceiveBatch(batch);
+                if (count < 0)
                 {
                     // Closed: either stopping (the loop ends) or swapped for a new socket (pick it up).
-                    if (ReferenceEquals(bind, _io.Bind) && !_stopping)
+                    if (ReferenceEquals(bind, io.Bind) && !_stopping)
                         _stop.Wait(10);
                     continue;
                 }
-                device.ReceiveDatagram(datagram.AsSpan(0, length), EndpointAddress.Read(source));
-                _udpDatagrams++;
+                _udpReads++;
+                for (var i = 0; i < count; i++)
+                {
+                    var data = batch.Data(i);
+                    if (data.IsEmpty || !EndpointAddress.TryRead(batch.Source(i), out var from))
+                        continue;
+                    var segmentSize = batch.SegmentSize(i);
+                    for (var offset = 0; offset < data.Length; offset += segmentSize)
+                    {
+                        device.ReceiveDatagram(data.Slice(offset, Math.Min(segmentSize, data.Length - offset)), from);
+                        _udpDatagrams++;
+                    }
+                }
+                io.FlushDelivered();
+                TransportAead.ScrubThreadKeys();
             }
         }
         finally
         {
+            TransportAead.ScrubThreadKeys();
             _udpAllocated += GC.GetAllocatedBytesForCurrentThread() - start;
         }
     }
@@ -368,8 +412,8 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         foreach (var thread in _threads)
             thread.Join();
         if (_threads.Count > 0)
-            _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated",
-                _tunPackets, _tunAllocated, _udpDatagrams, _udpAllocated);
+            _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated; {TunReads} TUN reads, {UdpReads} UDP reads",
+                _tunPackets, _tunAllocated, _udpDatagrams, _udpAllocated, _tunReads, _udpReads);
         if (_device is not null)
         {
             _device.ClearAllSessions();

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace Tunnel.Transport;
 
@@ -89,6 +90,27 @@ public sealed class UdpBind : IDisposable
         socket.SendBufferSize = SocketBufferSize;
         TryForceBuffer(socket, SO_RCVBUFFORCE);
         TryForceBuffer(socket, SO_SNDBUFFORCE);
+        TryEnableGro(socket);
+    }
+
+    /// <summary>
+    /// UDP_GRO: the kernel may deliver a run of same-sized datagrams from one source as one read,
+    /// with their size in a control message (<see cref="ReceiveBatch"/>). Kernels before 5.0
+    /// refuse it and deliver datagrams one by one, which ReceiveBatch handles the same way.
+    /// </summary>
+    private static void TryEnableGro(Socket socket)
+    {
+        if (!OperatingSystem.IsLinux())
+            return;
+        Span<byte> one = stackalloc byte[4];
+        BitConverter.TryWriteBytes(one, 1);
+        try
+        {
+            socket.SetRawSocketOption(LinuxNative.SOL_UDP, LinuxNative.UDP_GRO, one);
+        }
+        catch (SocketException)
+        {
+        }
     }
 
     private static void TryForceBuffer(Socket socket, int option)
@@ -177,6 +199,68 @@ public sealed class UdpBind : IDisposable
         }
     }
 
+    /// <summary>
+    /// Waits for at least one message and takes as many more as are queued, up to the batch's
+    /// capacity, in one recvmmsg (wireguard-go's batched receive). With UDP_GRO a message may be a
+    /// run of datagrams; see <see cref="UdpReceiveBatch"/>. Returns how many messages, 0 when
+    /// none was usable (per-datagram errors such as ICMP reported on the socket, or truncation),
+    /// or -1 once the bind is closed. Truncated messages are left out (their length reads 0).
+    /// </summary>
+    internal unsafe int ReceiveBatch(UdpReceiveBatch batch)
+    {
+        var added = false;
+        var handle = _socket.SafeHandle;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            while (true)
+            {
+                batch.Prepare();
+                var n = LinuxNative.RecvMMsg(handle.DangerousGetHandle(), batch.Messages, UdpReceiveBatch.Capacity,
+                    LinuxNative.MSG_WAITFORONE, null);
+                if (n < 0)
+                {
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (_closed || errno is LinuxNative.EBADF or LinuxNative.ENOTSOCK or LinuxNative.EINVAL)
+                        return -1;
+                    if (errno == LinuxNative.EAGAIN && !WaitReadable(handle.DangerousGetHandle()))
+                        return -1;
+                    continue; // EINTR, EAGAIN, or an error about one datagram (ECONNREFUSED, ...)
+                }
+                if (_closed)
+                    return -1; // woken by Dispose's shutdown()
+                for (var i = 0; i < n; i++)
+                {
+                    if (!batch.Complete(i))
+                        batch.Messages[i].Length = 0;
+                }
+                return n;
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            return -1;
+        }
+        finally
+        {
+            if (added)
+                handle.DangerousRelease();
+        }
+    }
+
+    /// <summary>For a socket the runtime made non-blocking: waits until readable, in slices so a
+    /// close is noticed. False once closed.</summary>
+    private unsafe bool WaitReadable(nint fd)
+    {
+        var poll = new LinuxNative.PollFd { Fd = (int)fd, Events = LinuxNative.POLLIN };
+        while (!_closed)
+        {
+            if (LinuxNative.Poll(&poll, 1, 100) != 0)
+                return !_closed;
+        }
+        return false;
+    }
+
     /// <summary>Sends one datagram. Returns false when it could not leave (no route, closed, ...):
     /// UDP gives no delivery promise anyway, and the protocol's timers recover.</summary>
     public bool Send(ReadOnlySpan<byte> datagram, SocketAddress destination)
@@ -194,6 +278,70 @@ public sealed class UdpBind : IDisposable
             return false;
         }
     }
+
+    /// <summary>
+    /// Sends <paramref name="datagrams"/> as datagrams of <paramref name="segmentSize"/> bytes
+    /// each (the last may be shorter) with one sendmsg and UDP_SEGMENT: the kernel builds one large
+    /// packet and splits it as late as it can (on a veth pair, in the receiving namespace or not at
+    /// all when the receiver asks for UDP_GRO). False when they did not leave; then
+    /// <paramref name="unsupported"/> is true if the kernel or route refuses GSO (EIO, EINVAL,
+    /// ENOPROTOOPT), so the caller sends them one by one instead.
+    /// </summary>
+    public unsafe bool SendSegments(ReadOnlySpan<byte> datagrams, int segmentSize, SocketAddress destination,
+        out bool unsupported)
+    {
+        unsupported = false;
+        var added = false;
+        var handle = _socket.SafeHandle;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            var control = stackalloc byte[LinuxNative.CmsgHdr.Space(sizeof(ushort))];
+            new Span<byte>(control, LinuxNative.CmsgHdr.Space(sizeof(ushort))).Clear();
+            var cmsg = (LinuxNative.CmsgHdr*)control;
+            cmsg->Length = (nuint)(LinuxNative.CmsgHdr.DataOffset + sizeof(ushort));
+            cmsg->Level = LinuxNative.SOL_UDP;
+            cmsg->Type = LinuxNative.UDP_SEGMENT;
+            *(ushort*)(control + LinuxNative.CmsgHdr.DataOffset) = (ushort)segmentSize;
+            var name = destination.Buffer.Span;
+            fixed (byte* data = datagrams)
+            fixed (byte* address = name)
+            {
+                var iov = new LinuxNative.IoVec { Base = data, Length = (nuint)datagrams.Length };
+                var message = new LinuxNative.MsgHdr
+                {
+                    Name = address,
+                    NameLength = (uint)destination.Size,
+                    Iov = &iov,
+                    IovLength = 1,
+                    Control = control,
+                    ControlLength = (nuint)LinuxNative.CmsgHdr.Space(sizeof(ushort)),
+                };
+                while (true)
+                {
+                    var n = LinuxNative.SendMsg(handle.DangerousGetHandle(), &message, 0);
+                    if (n >= 0)
+                        return n == datagrams.Length;
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == LinuxNative.EINTR)
+                        continue;
+                    unsupported = errno is LinuxNative.EIO or LinuxNative.EINVAL or ENOPROTOOPT;
+                    return false;
+                }
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+        finally
+        {
+            if (added)
+                handle.DangerousRelease();
+        }
+    }
+
+    private const int ENOPROTOOPT = 92;
 
     /// <summary>Closes the socket; a thread blocked in <see cref="Receive"/> returns -1.</summary>
     public void Dispose()
