@@ -159,35 +159,15 @@ public sealed class HotPathModeTests
     [Fact]
     public void The_send_path_allocates_nothing_with_the_hot_path_check_on()
     {
-        var clock = new VirtualClock();
-        var ioA = new RingIo();
-        var ioB = new RingIo();
-        using var a = new TunnelDevice(new DeviceOptions { Clock = clock, Random = new Noise.SeededRandom(1) }, ioA);
-        using var b = new TunnelDevice(new DeviceOptions { Clock = clock, Random = new Noise.SeededRandom(2) }, ioB);
+        using var pair = new RingPair();
+        TunnelDevice a = pair.A;
+        RingIo ioB = pair.IoB;
         var kernel = new ForkKernel(new byte[32]);
         var counter = new VmGeneration(5);
         using var guard = new ForkGuard(a, kernel, ForkGuardMode.Both, counter);
-        byte[] key = new byte[32];
-        byte[] pub = new byte[32];
-        new Noise.SeededRandom(3).Fill(key);
-        a.SetPrivateKey(key);
-        new Noise.SeededRandom(4).Fill(key);
-        b.SetPrivateKey(key);
-        b.CopyPublicKey(pub);
-        Peer peerB = a.AddPeer(pub);
-        a.CopyPublicKey(pub);
-        Peer peerA = b.AddPeer(pub);
-        peerB.Endpoint = DevicePair.EndpointB;
-        a.AllowedIps.Insert(DevicePair.AddressB, 32, peerB);
-        b.AllowedIps.Insert(DevicePair.AddressA, 32, peerA);
         byte[] toB = DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 1, 1280);
 
-        void Round()
-        {
-            a.SendPacket(toB);
-            ioA.DrainTo(b, DevicePair.EndpointA);
-            ioB.DrainTo(a, DevicePair.EndpointB);
-        }
+        void Round() => pair.AToB(toB);
 
         for (int i = 0; i < 2_000; i++)
             Round();
@@ -202,30 +182,5 @@ public sealed class HotPathModeTests
         Assert.Equal(42_000, ioB.Delivered);
         Assert.Equal(0, a.StaleKeyDrops);
         Assert.Equal(0, allocated);
-    }
-
-    /// <summary>An <see cref="IDeviceIo"/> that queues into preallocated slots and allocates nothing.</summary>
-    private sealed class RingIo : IDeviceIo
-    {
-        private readonly byte[][] _slots = Enumerable.Range(0, 64).Select(_ => new byte[2048]).ToArray();
-        private readonly int[] _lengths = new int[64];
-        private int _count;
-
-        public int Delivered { get; private set; }
-
-        public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to)
-        {
-            datagram.CopyTo(_slots[_count]);
-            _lengths[_count++] = datagram.Length;
-        }
-
-        public void DeliverPacket(ReadOnlySpan<byte> ipPacket, Peer from) => Delivered++;
-
-        public void DrainTo(TunnelDevice device, in Endpoint from)
-        {
-            for (int i = 0; i < _count; i++)
-                device.ReceiveDatagram(_slots[i].AsSpan(0, _lengths[i]), from);
-            _count = 0;
-        }
     }
 }
