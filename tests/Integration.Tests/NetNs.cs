@@ -37,6 +37,34 @@ public sealed class NetNs : IDisposable
     public static string UniqueInterfaceName(string prefix) => prefix + Guid.NewGuid().ToString("N")[..(13 - prefix.Length)];
 
     /// <summary>Joins two namespaces with a veth pair and gives each end an address (CIDR form).</summary>
+    /// <summary>
+    /// Two namespaces joined by a veth pair (10.99.0.1/24 and 10.99.0.2/24, as the tunnel tests
+    /// expect); if making the second or the link fails, what was made is removed.
+    /// </summary>
+    public static (NetNs A, NetNs B) CreateLinkedPair(string prefixA, string prefixB)
+    {
+        var a = Create(prefixA);
+        try
+        {
+            var b = Create(prefixB);
+            try
+            {
+                Link(a, "10.99.0.1/24", b, "10.99.0.2/24");
+                return (a, b);
+            }
+            catch
+            {
+                b.Dispose();
+                throw;
+            }
+        }
+        catch
+        {
+            a.Dispose();
+            throw;
+        }
+    }
+
     public static void Link(NetNs a, string addressA, NetNs b, string addressB, string nameA = "veth-a", string nameB = "veth-b")
     {
         // Created directly inside the namespaces, so the names never meet in the host namespace

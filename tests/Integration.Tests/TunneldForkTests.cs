@@ -50,29 +50,7 @@ public sealed class TunneldForkTests : IDisposable
         ConfigureWg(ns, name, 51821, _b, _a.Public, "10.200.0.1/32", A, ["10.200.0.2/24"]);
     }
 
-    private static (NetNs A, NetNs B) Namespaces()
-    {
-        var a = NetNs.Create("tfa");
-        try
-        {
-            var b = NetNs.Create("tfb");
-            try
-            {
-                NetNs.Link(a, "10.99.0.1/24", b, "10.99.0.2/24");
-                return (a, b);
-            }
-            catch
-            {
-                b.Dispose();
-                throw;
-            }
-        }
-        catch
-        {
-            a.Dispose();
-            throw;
-        }
-    }
+    private static (NetNs A, NetNs B) Namespaces() => NetNs.CreateLinkedPair("tfa", "tfb");
 
     /// <summary>Every index tunneld has put on the wire as its own (initiations and responses it sent).</summary>
     private static HashSet<uint> TunneldIndexes(WireCapture capture) =>

@@ -58,29 +58,7 @@ public sealed class TunneldTrafficTests : IDisposable
         return (name, daemon);
     }
 
-    private static (NetNs A, NetNs B) Namespaces()
-    {
-        var a = NetNs.Create("tda");
-        try
-        {
-            var b = NetNs.Create("tdb");
-            try
-            {
-                NetNs.Link(a, "10.99.0.1/24", b, "10.99.0.2/24");
-                return (a, b);
-            }
-            catch
-            {
-                b.Dispose();
-                throw;
-            }
-        }
-        catch
-        {
-            a.Dispose();
-            throw;
-        }
-    }
+    private static (NetNs A, NetNs B) Namespaces() => NetNs.CreateLinkedPair("tda", "tdb");
 
     private void AssertNoKeysIn(string output)
     {
@@ -155,7 +133,9 @@ public sealed class TunneldTrafficTests : IDisposable
         Assert.True(server.WaitForExit(TimeSpan.FromSeconds(20)), server.Output);
 
         // No allocation per packet: over tens of thousands of packets each way, what the data-path
-        // threads allocated (handshakes, first-use pools) stays far below a byte per packet.
+        // threads allocated (handshakes, first-use pools, the runtime's own tiered-JIT work on these
+        // threads, which grows when the machine is busy) stays below 8 bytes per packet on
+        // average, less than the smallest object (24 bytes) that a per-packet allocation would cost.
         foreach (var daemon in new[] { daemonA, daemonB })
         {
             Assert.True(daemon.Terminate(TimeSpan.FromSeconds(20)), daemon.Output);
@@ -166,7 +146,7 @@ public sealed class TunneldTrafficTests : IDisposable
             var packets = long.Parse(stats.Groups[1].Value) + long.Parse(stats.Groups[3].Value);
             var allocated = long.Parse(stats.Groups[2].Value) + long.Parse(stats.Groups[4].Value);
             Assert.True(packets > 30_000, stats.Value);
-            Assert.True(allocated < packets, $"{allocated} bytes allocated over {packets} packets: {stats.Value}");
+            Assert.True(allocated < 8 * packets, $"{allocated} bytes allocated over {packets} packets: {stats.Value}");
         }
         AssertNoKeysIn(daemonA.Output + daemonB.Output);
     }

@@ -145,21 +145,7 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
                 var iov = stackalloc LinuxNative.IoVec[2];
                 iov[0] = new LinuxNative.IoVec { Base = header, Length = VirtioNetHeader.Size };
                 iov[1] = new LinuxNative.IoVec { Base = p, Length = (nuint)packet.Length };
-                while (true)
-                {
-                    var n = HasVnetHeader
-                        ? LinuxNative.WriteV(_fd, iov, 2)
-                        : LinuxNative.Write(_fd, p, (nuint)packet.Length);
-                    if (n >= 0)
-                        return true;
-                    var errno = Marshal.GetLastPInvokeError();
-                    if (errno == LinuxNative.EINTR)
-                        continue;
-                    if (errno != LinuxNative.EAGAIN)
-                        throw new IOException($"write to {Name}: {LinuxNative.Describe(errno)}");
-                    if (!WaitFor(LinuxNative.POLLOUT))
-                        return false;
-                }
+                return HasVnetHeader ? WriteToDevice(null, 0, iov, 2) : WriteToDevice(p, (nuint)packet.Length, null, 0);
             }
         }
         finally
@@ -179,25 +165,33 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
         try
         {
             fixed (byte* p = framed)
-            {
-                while (true)
-                {
-                    var n = LinuxNative.Write(_fd, p, (nuint)framed.Length);
-                    if (n >= 0)
-                        return true;
-                    var errno = Marshal.GetLastPInvokeError();
-                    if (errno == LinuxNative.EINTR)
-                        continue;
-                    if (errno != LinuxNative.EAGAIN)
-                        throw new IOException($"write to {Name}: {LinuxNative.Describe(errno)}");
-                    if (!WaitFor(LinuxNative.POLLOUT))
-                        return false;
-                }
-            }
+                return WriteToDevice(p, (nuint)framed.Length, null, 0);
         }
         finally
         {
             Exit();
+        }
+    }
+
+    /// <summary>
+    /// One write(2) of <paramref name="data"/>, or writev(2) of <paramref name="iov"/> when given,
+    /// retried on EINTR and waiting on EAGAIN. False once the device is closed; the caller holds
+    /// <see cref="Enter"/>.
+    /// </summary>
+    private bool WriteToDevice(byte* data, nuint length, LinuxNative.IoVec* iov, int iovCount)
+    {
+        while (true)
+        {
+            var n = iov != null ? LinuxNative.WriteV(_fd, iov, iovCount) : LinuxNative.Write(_fd, data, length);
+            if (n >= 0)
+                return true;
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == LinuxNative.EINTR)
+                continue;
+            if (errno != LinuxNative.EAGAIN)
+                throw new IOException($"write to {Name}: {LinuxNative.Describe(errno)}");
+            if (!WaitFor(LinuxNative.POLLOUT))
+                return false;
         }
     }
 
