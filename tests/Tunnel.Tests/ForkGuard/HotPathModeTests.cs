@@ -169,15 +169,7 @@ public sealed class HotPathModeTests
 
         void Round() => pair.AToB(toB);
 
-        for (int i = 0; i < 2_000; i++)
-            Round();
-        Assert.Equal(2_000, ioB.Delivered);
-
-        long allocated = AllocationProbe.LeastBytesPerRound(() =>
-        {
-            for (int i = 0; i < 10_000; i++)
-                Round();
-        }, warmRounds: 1, measuredRounds: 3);
+        long allocated = RingPair.SteadyStateAllocation(Round);
 
         Assert.Equal(42_000, ioB.Delivered);
         Assert.Equal(0, a.StaleKeyDrops);

@@ -20,15 +20,7 @@ public sealed class DeviceAllocationTests
             pair.BToA(toA);
         }
 
-        for (int i = 0; i < 2_000; i++)
-            Round();
-        Assert.Equal(2_000, ioB.Delivered);
-
-        long allocated = AllocationProbe.LeastBytesPerRound(() =>
-        {
-            for (int i = 0; i < 10_000; i++)
-                Round();
-        }, warmRounds: 1, measuredRounds: 3);
+        long allocated = RingPair.SteadyStateAllocation(Round);
 
         Assert.Equal(42_000, ioB.Delivered);
         Assert.Equal(42_000, ioA.Delivered);
