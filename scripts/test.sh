@@ -26,7 +26,7 @@ while read -r line; do
   p=$(sed -nE 's/.*Passed: *([0-9]+),.*/\1/p' <<<"$line")
   s=$(sed -nE 's/.*Skipped: *([0-9]+),.*/\1/p' <<<"$line")
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${s:-0}))
-done < <(grep -E '^(Passed|Failed)! +- Failed:' "$log")
+done < <(grep -oE '(Passed|Failed)! +- Failed: *[0-9]+, Passed: *[0-9]+, Skipped: *[0-9]+,' "$log")
 if [ "$test_rc" != "0" ] && [ "$failed" = "0" ]; then failed=1; fi
 if [ "$skipped" != "0" ]; then echo "($skipped skipped: see SKIP lines above)"; fi
 echo "$passed passed, $failed failed"
