@@ -1,9 +1,7 @@
-using System.Net;
 using System.Net.Sockets;
 using ForkNotify;
 using Microsoft.Extensions.Logging;
 using Tunnel.Config;
-using Tunnel.Crypto;
 using Tunnel.Device;
 using Tunnel.Uapi;
 
@@ -11,50 +9,26 @@ namespace Tunnel.Transport;
 
 /// <summary>
 /// One running interface: the TUN device, the UDP socket, the protocol engine between them, the
-/// UAPI socket, and the threads that move packets (wireguard-go's RoutineReadFromTUN,
-/// RoutineReceiveIncoming and its timers, as three plain threads). <see cref="Start"/> creates
-/// everything in an order that fails early and cleanly; <see cref="DisposeAsync"/> undoes it in
-/// reverse and zeroes every key.
+/// UAPI socket, and the threads that move packets (<see cref="DataPathThreads"/>). This type owns
+/// the order: <see cref="Start"/> creates everything in an order that fails early and cleanly;
+/// <see cref="DisposeAsync"/> undoes it in reverse and zeroes every key.
 /// </summary>
-public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
+public sealed class TunnelInterface : IAsyncDisposable
 {
-    /// <summary>Largest IP packet a TUN read can return (the IPv4/IPv6 length fields' limit).</summary>
-    private const int MaxPacketSize = 65535;
-
-    /// <summary>A TUN read with offload: a TSO packet behind its virtio-net header.</summary>
-    private const int MaxTunReadSize = MaxPacketSize + VirtioNetHeader.Size;
-
-    /// <summary>The timer thread wakes at least this often, so a deadline the data path brings
-    /// forward (a new handshake, a keepalive) is never missed by more than this.</summary>
-    private static readonly TimeSpan MaxTimerSleep = TimeSpan.FromMilliseconds(100);
-
-    /// <summary>How often the timer thread looks for completed handshakes to log.</summary>
-    private static readonly long HandshakeLogIntervalNanos = Constants.NanosPerSecond;
-
     private readonly TunnelConfig _config;
     private readonly string _requestedName;
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _log;
     private readonly UapiServerOptions? _uapiOptions;
     private readonly ForkProtection? _fork;
-    private readonly ManualResetEventSlim _stop = new();
-    private readonly List<Thread> _threads = [];
-    private readonly Dictionary<Peer, DateTimeOffset?> _handshakesLogged = new(ReferenceEqualityComparer.Instance);
+    private readonly DataPathThreads _threads;
     private LinuxTun? _tun;
     private InterfaceIo? _io;
     private TunnelDevice? _device;
     private UapiServer? _uapi;
-    private volatile bool _stopping;
+    private TunReader? _tunReader;
+    private UdpReceiver? _udpReceiver;
     private bool _disposed;
-    // Per-thread totals for the stop log: how many packets each data-path thread moved and what it
-    // allocated doing so (handshakes allocate; steady-state packets must not). Each is written by
-    // its own thread only, and read after the threads are joined.
-    private long _tunReads;
-    private long _tunPackets;
-    private long _tunAllocated;
-    private long _udpReads;
-    private long _udpDatagrams;
-    private long _udpAllocated;
 
     /// <param name="config">The loaded file; this object owns it from now on and zeroes its keys.</param>
     /// <param name="interfaceName">The TUN device to create.</param>
@@ -71,6 +45,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         _loggers = loggers;
         _log = loggers.CreateLogger("tunneld");
         _uapiOptions = uapiOptions;
+        _threads = new DataPathThreads(_log);
     }
 
     /// <summary>The interface name the kernel gave, once started.</summary>
@@ -99,8 +74,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         foreach (var address in settings.Addresses)
             setup.AddAddress(address);
         setup.SetUp();
-        foreach (var prefix in RoutedPrefixes())
-            setup.AddRoute(prefix);
+        InterfaceRoutes.Install(setup, _config, _log);
         _log.LogInformation("interface {Name} up: mtu {Mtu}, {Addresses} address(es)", _tun.Name,
             settings.Mtu, settings.Addresses.Count);
 
@@ -123,274 +97,19 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         };
         _io.Device = _device;
         _fork?.Attach(_device); // before the first handshake: keypairs record the pull counter
-        var uapi = new DeviceUapi(_device, this, _fork);
-        StartThread(TunReadLoop, "tun-read");
-        StartThread(UdpReceiveLoop, "udp-receive");
-        StartThread(TimerLoop, "timers");
+        var uapi = new DeviceUapi(_device, new BindUpdate(_io, _device, _log), _fork);
+        _tunReader = new TunReader(_tun, _io, _device, _threads);
+        _udpReceiver = new UdpReceiver(_io, _device, _threads);
+        _threads.Start(_tunReader.Run, "tun-read");
+        _threads.Start(_udpReceiver.Run, "udp-receive");
+        _threads.Start(new TimerThread(_device, new HandshakeLog(_log), _threads).Run, "timers");
 
-        // The file goes in as one UAPI set: one code path for configuration, and its semantics
-        // (persistent keepalive sends one at once) are wg setconf's.
-        using (var request = ConfigRequest())
+        using (var request = ConfigSetRequest.From(_config))
             uapi.ApplySet(request);
         _log.LogInformation("{Peers} peer(s) configured", _config.Peers.Count);
 
         _uapi = new UapiServer(_tun.Name, uapi, _uapiOptions, _loggers.CreateLogger("uapi"));
         _uapi.Start();
-    }
-
-    /// <summary>The configuration file as a set request (port and fwmark are already bound).</summary>
-    private UapiSetRequest ConfigRequest()
-    {
-        var request = new UapiSetRequest { PrivateKey = _config.Interface.PrivateKey.ToArray() };
-        foreach (var peer in _config.Peers)
-        {
-            var update = new UapiPeerUpdate(peer.PublicKey.ToArray())
-            {
-                PresharedKey = peer.PresharedKey?.ToArray(),
-                Endpoint = peer.Endpoint,
-                PersistentKeepaliveInterval = peer.PersistentKeepalive,
-            };
-            foreach (var prefix in peer.AllowedIps)
-                update.AllowedIps.Add(new UapiAllowedIpChange(prefix, Remove: false));
-            request.Peers.Add(update);
-        }
-        return request;
-    }
-
-    /// <summary>
-    /// One route per distinct allowed IP. Default routes (/0) are left out: routing everything
-    /// into the tunnel would include the tunnel's own UDP packets, and wg-quick avoids that loop
-    /// with fwmark policy routing, which tunneld does not set up (see README).
-    /// </summary>
-    private IEnumerable<IPNetwork> RoutedPrefixes()
-    {
-        var seen = new HashSet<IPNetwork>();
-        foreach (var peer in _config.Peers)
-        {
-            foreach (var prefix in peer.AllowedIps)
-            {
-                if (prefix.PrefixLength == 0)
-                {
-                    _log.LogWarning("{Prefix}: default route not installed (needs policy routing; see README)", prefix);
-                    continue;
-                }
-                if (seen.Add(prefix))
-                    yield return prefix;
-            }
-        }
-    }
-
-    int IUapiBind.Update(ushort listenPort, uint fwmark, out ushort boundPort)
-    {
-        var io = _io!;
-        var old = io.Bind;
-        boundPort = old.Port;
-        try
-        {
-            if (listenPort == old.Port)
-            {
-                // wg setconf repeats the port every time: nothing to do unless the mark changed.
-                if (fwmark != _device!.Fwmark)
-                    old.SetFwMark(fwmark);
-                return UapiErrno.Ok;
-            }
-            // Open the new socket before letting go of the old one: if the port is taken, nothing
-            // changed. The receive thread notices the swap when its read on the old socket ends.
-            var fresh = UdpBind.Open(listenPort);
-            try
-            {
-                if (fwmark != 0)
-                    fresh.SetFwMark(fwmark);
-            }
-            catch
-            {
-                fresh.Dispose();
-                throw;
-            }
-            io.Bind = fresh;
-            old.Dispose();
-            boundPort = fresh.Port;
-            _log.LogInformation("listening on UDP port {Port}", fresh.Port);
-            return UapiErrno.Ok;
-        }
-        catch (SocketException e)
-        {
-            _log.LogWarning("cannot move to UDP port {Port}: {Error}", listenPort, e.SocketErrorCode);
-            return e.SocketErrorCode == SocketError.AddressAlreadyInUse ? UapiErrno.PortInUse : UapiErrno.IO;
-        }
-    }
-
-    private void StartThread(Action loop, string name)
-    {
-        var thread = new Thread(() => RunLoop(loop, name)) { IsBackground = true, Name = name };
-        _threads.Add(thread);
-        thread.Start();
-    }
-
-    /// <summary>A data-path thread must not die of one bad packet: log and carry on.</summary>
-    private void RunLoop(Action loop, string name)
-    {
-        while (!_stopping)
-        {
-            try
-            {
-                loop();
-            }
-            catch (Exception e)
-            {
-                if (_stopping)
-                    return;
-                _log.LogError(e, "{Thread} failed; continuing", name);
-                _stop.Wait(10); // a persistent fault must not become a busy loop of log lines
-            }
-        }
-    }
-
-    /// <summary>Packets the kernel routed into the tunnel, handed to the engine to encrypt.</summary>
-    private void TunReadLoop()
-    {
-        var read = new byte[MaxTunReadSize];
-        var segment = new byte[MaxPacketSize];
-        var io = _io!;
-        InterfaceIo.BeginBatch(new UdpSendBatch());
-        TransportAead.HoldKeysUntilScrub(); // scrubbed after each read, below
-        var tun = _tun!;
-        var device = _device!;
-        var start = GC.GetAllocatedBytesForCurrentThread();
-        try
-        {
-            while (!_stopping)
-            {
-                var length = tun.Read(read);
-                if (length == 0)
-                    return;
-                _tunReads++;
-                if (!tun.HasVnetHeader)
-                {
-                    device.SendPacket(read.AsSpan(0, length));
-                    io.FlushBatch();
-                    TransportAead.ScrubThreadKeys();
-                    _tunPackets++;
-                    continue;
-                }
-                if (length < VirtioNetHeader.Size)
-                    continue;
-                var header = VirtioNetHeader.Read(read);
-                var segments = new TsoSegments(read.AsSpan(VirtioNetHeader.Size, length - VirtioNetHeader.Size), header);
-                while (segments.Next(segment, out var segmentLength))
-                {
-                    device.SendPacket(segment.AsSpan(0, segmentLength));
-                    _tunPackets++;
-                }
-                io.FlushBatch();
-                TransportAead.ScrubThreadKeys();
-            }
-        }
-        finally
-        {
-            TransportAead.ScrubThreadKeys();
-            _tunAllocated += GC.GetAllocatedBytesForCurrentThread() - start;
-        }
-    }
-
-    /// <summary>
-    /// Datagrams from peers, handed to the engine; follows the bind across a rebind. One recvmmsg
-    /// brings many (each message perhaps a GRO run of datagrams); what the engine delivers from
-    /// them is coalesced and written to TUN once the whole batch is through.
-    /// </summary>
-    private void UdpReceiveLoop()
-    {
-        var device = _device!;
-        var io = _io!;
-        using var batch = new UdpReceiveBatch();
-        io.BeginCoalescing(new TcpCoalescer());
-        TransportAead.HoldKeysUntilScrub(); // scrubbed after each batch, below
-        var start = GC.GetAllocatedBytesForCurrentThread();
-        try
-        {
-            while (!_stopping)
-            {
-                var bind = io.Bind;
-                var count = bind.ReceiveBatch(batch);
-                if (count < 0)
-                {
-                    // Closed: either stopping (the loop ends) or swapped for a new socket (pick it up).
-                    if (ReferenceEquals(bind, io.Bind) && !_stopping)
-                        _stop.Wait(10);
-                    continue;
-                }
-                _udpReads++;
-                for (var i = 0; i < count; i++)
-                {
-                    var data = batch.Data(i);
-                    if (data.IsEmpty || !EndpointAddress.TryRead(batch.Source(i), out var from))
-                        continue;
-                    var segmentSize = batch.SegmentSize(i);
-                    for (var offset = 0; offset < data.Length; offset += segmentSize)
-                    {
-                        device.ReceiveDatagram(data.Slice(offset, Math.Min(segmentSize, data.Length - offset)), from);
-                        _udpDatagrams++;
-                    }
-                }
-                io.FlushDelivered();
-                TransportAead.ScrubThreadKeys();
-            }
-        }
-        finally
-        {
-            TransportAead.ScrubThreadKeys();
-            _udpAllocated += GC.GetAllocatedBytesForCurrentThread() - start;
-        }
-    }
-
-    /// <summary>Calls the engine's timers when they are due, and at least every 100 ms.</summary>
-    private void TimerLoop()
-    {
-        var device = _device!;
-        var clock = SystemClock.Instance;
-        var nextHandshakeLog = clock.MonotonicNanos;
-        while (!_stopping)
-        {
-            var now = clock.MonotonicNanos;
-            var wait = device.NextDeadlineNanos - now;
-            if (wait > 0)
-            {
-                var sleep = wait >= MaxTimerSleep.Ticks * 100 ? MaxTimerSleep : TimeSpan.FromTicks(Math.Max(1, wait / 100));
-                if (_stop.Wait(sleep))
-                    return;
-            }
-            device.Tick();
-            now = clock.MonotonicNanos;
-            if (now >= nextHandshakeLog)
-            {
-                nextHandshakeLog = now + HandshakeLogIntervalNanos;
-                LogHandshakes(device);
-            }
-        }
-    }
-
-    /// <summary>Says when a peer completes a handshake (public key shortened, no secrets).</summary>
-    private void LogHandshakes(TunnelDevice device)
-    {
-        if (!_log.IsEnabled(LogLevel.Information))
-            return;
-        Span<byte> publicKey = stackalloc byte[Constants.KeyLength];
-        var peers = device.Peers;
-        if (_handshakesLogged.Count > peers.Count)
-            _handshakesLogged.Clear(); // peers were removed: forget them (a survivor may log once more)
-        foreach (var peer in peers)
-        {
-            var when = peer.LastHandshakeTime;
-            if (_handshakesLogged.TryGetValue(peer, out var logged) && logged == when)
-                continue;
-            _handshakesLogged[peer] = when;
-            if (when is null)
-                continue;
-            peer.CopyPublicKey(publicKey);
-            var text = Convert.ToBase64String(publicKey);
-            _log.LogInformation("peer {Peer}: handshake completed, endpoint {Endpoint}",
-                $"{text[..4]}...{text[^5..^1]}", peer.Endpoint?.ToString() ?? "none");
-        }
     }
 
     /// <summary>
@@ -402,18 +121,17 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         if (_disposed)
             return;
         _disposed = true;
-        _stopping = true;
+        _threads.Stop();
         if (_uapi is not null)
             await _uapi.DisposeAsync();
-        _stop.Set();
         _fork?.Dispose(); // its source stops first: no fork may be handled while the engine is torn down
         _tun?.Dispose(); // wakes the reader
         _io?.Bind.Dispose(); // wakes the receiver
-        foreach (var thread in _threads)
-            thread.Join();
-        if (_threads.Count > 0)
+        _threads.Join();
+        if (_threads.Started)
             _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated; {TunReads} TUN reads, {UdpReads} UDP reads",
-                _tunPackets, _tunAllocated, _udpDatagrams, _udpAllocated, _tunReads, _udpReads);
+                _tunReader!.Packets, _tunReader.Allocated, _udpReceiver!.Datagrams, _udpReceiver.Allocated,
+                _tunReader.Reads, _udpReceiver.Reads);
         if (_device is not null)
         {
             _device.ClearAllSessions();
@@ -422,7 +140,7 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
             _device.Dispose();
         }
         _config.Dispose();
-        _stop.Dispose();
+        _threads.Dispose();
         _log.LogInformation("stopped: socket and interface removed, keys zeroed");
     }
 }

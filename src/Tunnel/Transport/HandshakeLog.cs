@@ -1,0 +1,36 @@
+using Microsoft.Extensions.Logging;
+using Tunnel.Device;
+
+namespace Tunnel.Transport;
+
+/// <summary>
+/// Says when a peer completes a handshake (public key shortened, no secrets). Called from the
+/// timer thread only; remembers per peer the last handshake time it logged.
+/// </summary>
+internal sealed class HandshakeLog(ILogger log)
+{
+    private readonly Dictionary<Peer, DateTimeOffset?> _logged = new(ReferenceEqualityComparer.Instance);
+
+    public void LogNew(TunnelDevice device)
+    {
+        if (!log.IsEnabled(LogLevel.Information))
+            return;
+        Span<byte> publicKey = stackalloc byte[Constants.KeyLength];
+        var peers = device.Peers;
+        if (_logged.Count > peers.Count)
+            _logged.Clear(); // peers were removed: forget them (a survivor may log once more)
+        foreach (var peer in peers)
+        {
+            var when = peer.LastHandshakeTime;
+            if (_logged.TryGetValue(peer, out var logged) && logged == when)
+                continue;
+            _logged[peer] = when;
+            if (when is null)
+                continue;
+            peer.CopyPublicKey(publicKey);
+            var text = Convert.ToBase64String(publicKey);
+            log.LogInformation("peer {Peer}: handshake completed, endpoint {Endpoint}",
+                $"{text[..4]}...{text[^5..^1]}", peer.Endpoint?.ToString() ?? "none");
+        }
+    }
+}
