@@ -99,7 +99,8 @@ public sealed class TunnelInterface : IAsyncDisposable
         _fork?.Attach(_device); // before the first handshake: keypairs record the pull counter
         var uapi = new DeviceUapi(_device, new BindUpdate(_io, _device, _log), _fork);
         _tunReader = new TunReader(_tun, _io, _device, _threads);
-        _udpReceiver = new UdpReceiver(_io, _device, _threads);
+        _udpReceiver = new UdpReceiver(_io, _device.ReceiveDatagram, _tun.HasVnetHeader ? new TcpCoalescer() : null,
+            _threads, _log);
         _threads.Start(_tunReader.Run, "tun-read");
         _threads.Start(_udpReceiver.Run, "udp-receive");
         _threads.Start(new TimerThread(_device, new HandshakeLog(_log), _threads).Run, "timers");
@@ -129,9 +130,9 @@ public sealed class TunnelInterface : IAsyncDisposable
         _io?.Bind.Dispose(); // wakes the receiver
         _threads.Join();
         if (_threads.Started)
-            _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated; {TunReads} TUN reads, {UdpReads} UDP reads",
+            _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated, {UdpFailures} failed; {TunReads} TUN reads, {UdpReads} UDP reads",
                 _tunReader!.Packets, _tunReader.Allocated, _udpReceiver!.Datagrams, _udpReceiver.Allocated,
-                _tunReader.Reads, _udpReceiver.Reads);
+                _udpReceiver.Failures, _tunReader.Reads, _udpReceiver.Reads);
         if (_device is not null)
         {
             _device.ClearAllSessions();

@@ -1,25 +1,40 @@
+using Microsoft.Extensions.Logging;
 using Tunnel.Crypto;
 using Tunnel.Device;
 
 namespace Tunnel.Transport;
+
+/// <summary>Where a received datagram goes: the engine's <see cref="TunnelDevice.ReceiveDatagram"/>.</summary>
+internal delegate void DatagramHandler(ReadOnlySpan<byte> datagram, in Endpoint from);
 
 /// <summary>
 /// The udp-receive thread's loop: datagrams from peers, handed to the engine; it follows the bind
 /// across a rebind. One recvmmsg brings many (each message perhaps a GRO run of datagrams, cut
 /// apart here); what the engine delivers from them is coalesced (<see cref="TcpCoalescer"/>) and
 /// written to TUN once the whole batch is through.
+/// <para>A datagram whose handling throws is dropped, counted and logged now and then; the rest of
+/// its batch and the loop go on at once (a peer must not be able to slow the receive path by
+/// sending what trips a bug).</para>
 /// </summary>
-internal sealed class UdpReceiver(InterfaceIo io, TunnelDevice device, DataPathThreads threads)
+/// <param name="coalescer">For a TUN device with virtio-net headers; null writes packets one by one.</param>
+internal sealed class UdpReceiver(InterfaceIo io, DatagramHandler receive, TcpCoalescer? coalescer,
+    DataPathThreads threads, ILogger log)
 {
+    private long _failures;
+
     // Totals for the stop log: written by the receiving thread only, read after it was joined.
     public long Reads { get; private set; }
     public long Datagrams { get; private set; }
     public long Allocated { get; private set; }
 
+    /// <summary>Datagrams dropped because handling them threw (any thread may read it).</summary>
+    public long Failures => Interlocked.Read(ref _failures);
+
     public void Run()
     {
         using var batch = new UdpReceiveBatch();
-        io.BeginCoalescing(new TcpCoalescer());
+        if (coalescer is not null)
+            io.BeginCoalescing(coalescer);
         TransportAead.HoldKeysUntilScrub(); // scrubbed after each batch, below
         var start = GC.GetAllocatedBytesForCurrentThread();
         try
@@ -44,7 +59,7 @@ internal sealed class UdpReceiver(InterfaceIo io, TunnelDevice device, DataPathT
                     var segmentSize = batch.SegmentSize(i);
                     for (var offset = 0; offset < data.Length; offset += segmentSize)
                     {
-                        device.ReceiveDatagram(data.Slice(offset, Math.Min(segmentSize, data.Length - offset)), from);
+                        Receive(data.Slice(offset, Math.Min(segmentSize, data.Length - offset)), from);
                         Datagrams++;
                     }
                 }
@@ -56,6 +71,21 @@ internal sealed class UdpReceiver(InterfaceIo io, TunnelDevice device, DataPathT
         {
             TransportAead.ScrubThreadKeys();
             Allocated += GC.GetAllocatedBytesForCurrentThread() - start;
+        }
+    }
+
+    /// <summary>One datagram into the engine; a failure drops it alone.</summary>
+    private void Receive(ReadOnlySpan<byte> datagram, in Endpoint from)
+    {
+        try
+        {
+            receive(datagram, from);
+        }
+        catch (Exception e)
+        {
+            // Once, then every 1000th: a stream of such datagrams must not become one log line each.
+            if (Interlocked.Increment(ref _failures) % 1000 == 1)
+                log.LogError(e, "dropped a datagram from {Endpoint} whose handling failed ({Failures} so far)", from, Failures);
         }
     }
 }
