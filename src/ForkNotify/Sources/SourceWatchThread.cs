@@ -13,8 +13,9 @@ namespace ForkNotify;
 /// </remarks>
 internal sealed class SourceWatchThread : IDisposable
 {
-    private static readonly TimeSpan JoinTimeout = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan DefaultJoinTimeout = TimeSpan.FromSeconds(5);
 
+    private readonly TimeSpan _joinTimeout;
     private readonly string _sourceName;
     private readonly string _threadName;
     private readonly ILogger _logger;
@@ -22,8 +23,10 @@ internal sealed class SourceWatchThread : IDisposable
     private WakePipe? _wake;
     private Thread? _thread;
 
-    public SourceWatchThread(string sourceName, string threadName, ILogger logger)
+    /// <param name="joinTimeout">How long <see cref="Dispose"/> waits for the thread (default 5 s).</param>
+    public SourceWatchThread(string sourceName, string threadName, ILogger logger, TimeSpan? joinTimeout = null)
     {
+        _joinTimeout = joinTimeout ?? DefaultJoinTimeout;
         _sourceName = sourceName;
         _threadName = threadName;
         _logger = logger;
@@ -71,7 +74,13 @@ internal sealed class SourceWatchThread : IDisposable
         }
     }
 
-    /// <summary>Wakes the thread, waits for it to end (at most 5 s) and closes the wake pipe.</summary>
+    /// <summary>
+    /// Wakes the thread, waits for it to end (at most the join timeout) and closes the wake pipe.
+    /// A thread that does not end in time (a handler that blocks) is still running: then this
+    /// throws <see cref="TimeoutException"/> and leaves the pipe open and the thread registered,
+    /// so the source, which disposes this first, keeps its device open too (a leak, where closing
+    /// or unmapping it under the thread would be a use after free). Dispose may be called again.
+    /// </summary>
     public void Dispose()
     {
         Thread? thread;
@@ -81,7 +90,12 @@ internal sealed class SourceWatchThread : IDisposable
             _wake?.Signal();
         }
         // Joined outside the lock: a handler that calls back into the source must not block on it.
-        thread?.Join(JoinTimeout);
+        if (thread is not null && !thread.Join(_joinTimeout))
+        {
+            _logger.LogError("{Source}: the watch thread did not stop within {Timeout}; its device stays open",
+                _sourceName, _joinTimeout);
+            throw new TimeoutException($"{_sourceName}: the watch thread did not stop within {_joinTimeout}");
+        }
         lock (_lock)
         {
             _wake?.Dispose();

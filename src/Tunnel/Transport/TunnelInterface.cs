@@ -115,8 +115,15 @@ public sealed class TunnelInterface : IAsyncDisposable
 
     /// <summary>
     /// Stops the UAPI, closes TUN (the kernel deletes the interface and its routes) and UDP, waits
-    /// for the threads, then zeroes every session, the private key and every preshared key.
+    /// for the threads, stops the fork protection, then zeroes every session, the private key and
+    /// every preshared key.
     /// </summary>
+    /// <remarks>
+    /// The data threads end before the fork protection is disposed: the send path reads the pull
+    /// counter on every packet, and disposing the source unmaps it (a VMClock page), so a thread
+    /// still sending would fault on SIGTERM and the keys would never be zeroed. The fork source in
+    /// turn stops before the engine is torn down, so no fork is handled against a half-cleared one.
+    /// </remarks>
     public async ValueTask DisposeAsync()
     {
         if (_disposed)
@@ -125,10 +132,10 @@ public sealed class TunnelInterface : IAsyncDisposable
         _threads.Stop();
         if (_uapi is not null)
             await _uapi.DisposeAsync();
-        _fork?.Dispose(); // its source stops first: no fork may be handled while the engine is torn down
         _tun?.Dispose(); // wakes the reader
         _io?.Bind.Dispose(); // wakes the receiver
         _threads.Join();
+        DisposeForkProtection();
         if (_threads.Started)
             _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated, {UdpFailures} failed; {TunReads} TUN reads, {UdpReads} UDP reads",
                 _tunReader!.Packets, _tunReader.Allocated, _udpReceiver!.Datagrams, _udpReceiver.Allocated,
@@ -143,5 +150,18 @@ public sealed class TunnelInterface : IAsyncDisposable
         _config.Dispose();
         _threads.Dispose();
         _log.LogInformation("stopped: socket and interface removed, keys zeroed");
+    }
+
+    /// <summary>A source that cannot stop is reported, and the keys are still zeroed after it.</summary>
+    private void DisposeForkProtection()
+    {
+        try
+        {
+            _fork?.Dispose();
+        }
+        catch (Exception e)
+        {
+            _log.LogError(e, "fork protection did not stop cleanly");
+        }
     }
 }
