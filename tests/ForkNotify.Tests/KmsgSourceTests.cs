@@ -90,7 +90,7 @@ public sealed class KmsgSourceTests
     [Fact]
     public void Real_host_kmsg_finds_the_boot_fork_line_without_firing()
     {
-        if (!TestLibC.IsRoot)
+        if (!LibC.IsRoot)
             Assert.Skip("needs root: reading /dev/kmsg (dmesg_restrict) — SKIPPED, real-host check not run");
         using var source = new KmsgSource();
         Assert.True(source.Probe().IsAvailable, source.Probe().ToString());

@@ -14,8 +14,8 @@ public sealed class SysGenIdSourceTests
     {
         var tmp = new TempDir();
         string gen = tmp.File("sysgenid"), ack = tmp.File("sysgenid.ack");
-        Assert.Equal(0, TestLibC.MkFifo(gen, 0x180));
-        Assert.Equal(0, TestLibC.MkFifo(ack, 0x180));
+        Assert.Equal(0, LibC.MkFifo(gen, 0x180));
+        Assert.Equal(0, LibC.MkFifo(ack, 0x180));
         return (tmp, gen, ack);
     }
 

@@ -46,7 +46,7 @@ public sealed unsafe class UeventSourceTests
     [Fact]
     public void Injected_uevent_in_a_private_network_namespace()
     {
-        if (!TestLibC.IsRoot)
+        if (!LibC.IsRoot)
             Assert.Skip("needs root: creating a network namespace and multicasting on NETLINK_KOBJECT_UEVENT — SKIPPED");
 
         using var ns = new NetlinkNamespace();
@@ -75,7 +75,7 @@ public sealed unsafe class UeventSourceTests
     [Fact]
     public void Real_kernel_uevent_passes_the_sender_check_but_is_not_a_fork()
     {
-        if (!TestLibC.IsRoot)
+        if (!LibC.IsRoot)
             Assert.Skip("needs root: writing a sysfs uevent file — SKIPPED");
         const string trigger = "/sys/devices/platform/VMGENCTR:00/uevent";
         if (!File.Exists(trigger))
@@ -120,7 +120,7 @@ internal sealed unsafe class NetlinkNamespace : IDisposable
         uint port = 0;
         Exception? failure = RunOnThread(() =>
         {
-            if (TestLibC.Unshare(TestLibC.CLONE_NEWNET) != 0)
+            if (LibC.Unshare(LibC.CLONE_NEWNET) != 0)
                 throw new InvalidOperationException($"unshare(CLONE_NEWNET): {LibC.Describe(LibC.LastError)}");
             // a handle on the namespace, so later threads can join it (this one exits)
             nsFd = LibC.Open("/proc/thread-self/ns/net", LibC.O_RDONLY | LibC.O_CLOEXEC);
@@ -155,7 +155,7 @@ internal sealed unsafe class NetlinkNamespace : IDisposable
     {
         Exception? failure = RunOnThread(() =>
         {
-            if (TestLibC.SetNs(_nsFd, TestLibC.CLONE_NEWNET) != 0)
+            if (LibC.SetNs(_nsFd, LibC.CLONE_NEWNET) != 0)
                 throw new InvalidOperationException($"setns: {LibC.Describe(LibC.LastError)}");
             action();
         });

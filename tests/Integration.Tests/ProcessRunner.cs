@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
+using LinuxInterop;
 
 namespace Integration.Tests;
 
@@ -10,7 +10,7 @@ public sealed record CommandResult(int ExitCode, string Output, string Error)
 }
 
 /// <summary>Runs commands to completion, and starts background ones that are tracked by PID.</summary>
-public static partial class ProcessRunner
+public static class ProcessRunner
 {
     public static CommandResult Run(IReadOnlyList<string> command, string? stdin = null, int timeoutMs = 30_000)
     {
@@ -54,16 +54,12 @@ public static partial class ProcessRunner
         return start;
     }
 
-    public static bool IsRoot => geteuid() == 0;
+    public static bool IsRoot => LibC.IsRoot;
 
     /// <summary>True when an executable is on PATH.</summary>
     public static bool OnPath(string name) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin")
         .Split(':').Any(dir => File.Exists(Path.Combine(dir, name)));
 
-    [LibraryImport("libc")]
-    private static partial uint geteuid();
-
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    internal static partial int Kill(int pid, int signal);
+    internal static int Kill(int pid, int signal) => LibC.Kill(pid, signal);
 }

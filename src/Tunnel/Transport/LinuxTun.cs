@@ -43,54 +43,54 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
         if (!OperatingSystem.IsLinux())
             throw new TunException("TUN devices are only supported on Linux");
         var nameBytes = Encoding.ASCII.GetBytes(name);
-        if (nameBytes.Length is 0 or >= LinuxNative.IFNAMSIZ)
+        if (nameBytes.Length is 0 or >= LibC.IFNAMSIZ)
             throw new TunException($"interface name '{name}' must be 1-15 characters");
 
-        var fd = LinuxNative.Open("/dev/net/tun", LinuxNative.O_RDWR | LinuxNative.O_NONBLOCK | LinuxNative.O_CLOEXEC);
+        var fd = LibC.Open("/dev/net/tun", LibC.O_RDWR | LibC.O_NONBLOCK | LibC.O_CLOEXEC);
         if (fd < 0)
         {
             var errno = Marshal.GetLastPInvokeError();
             throw errno switch
             {
-                LinuxNative.ENOENT or LinuxNative.ENODEV or LinuxNative.ENXIO => new TunException(
+                LibC.ENOENT or LibC.ENODEV or LibC.ENXIO => new TunException(
                     "/dev/net/tun is missing: the kernel needs CONFIG_TUN (modprobe tun), and a container needs the device passed in (--device /dev/net/tun)", true),
-                LinuxNative.EACCES or LinuxNative.EPERM => new TunException(
+                LibC.EACCES or LibC.EPERM => new TunException(
                     "cannot open /dev/net/tun: run as root or with CAP_NET_ADMIN", true),
-                _ => new TunException($"cannot open /dev/net/tun: {LinuxNative.Describe(errno)}"),
+                _ => new TunException($"cannot open /dev/net/tun: {LibC.Describe(errno)}"),
             };
         }
 
-        LinuxNative.IfReq request = default;
+        LibC.IfReq request = default;
         for (var i = 0; i < nameBytes.Length; i++)
             request.Name[i] = nameBytes[i];
-        request.Flags = (short)(LinuxNative.IFF_TUN | LinuxNative.IFF_NO_PI | (offload ? LinuxNative.IFF_VNET_HDR : 0));
-        if (LinuxNative.Ioctl(fd, LinuxNative.TUNSETIFF, &request) < 0)
+        request.Flags = (short)(LibC.IFF_TUN | LibC.IFF_NO_PI | (offload ? LibC.IFF_VNET_HDR : 0));
+        if (LibC.Ioctl(fd, LibC.TUNSETIFF, &request) < 0)
         {
             var errno = Marshal.GetLastPInvokeError();
-            LinuxNative.Close(fd);
+            LibC.Close(fd);
             throw errno switch
             {
-                LinuxNative.EPERM or LinuxNative.EACCES => new TunException(
+                LibC.EPERM or LibC.EACCES => new TunException(
                     $"cannot create interface {name}: run as root or with CAP_NET_ADMIN", true),
-                LinuxNative.EBUSY or LinuxNative.EINVAL => new TunException(
-                    $"cannot create interface {name}: a device of that name already exists ({LinuxNative.Describe(errno)})"),
-                _ => new TunException($"cannot create interface {name}: {LinuxNative.Describe(errno)}"),
+                LibC.EBUSY or LibC.EINVAL => new TunException(
+                    $"cannot create interface {name}: a device of that name already exists ({LibC.Describe(errno)})"),
+                _ => new TunException($"cannot create interface {name}: {LibC.Describe(errno)}"),
             };
         }
-        var actual = Encoding.ASCII.GetString(new ReadOnlySpan<byte>(request.Name, LinuxNative.IFNAMSIZ)).TrimEnd('\0');
+        var actual = Encoding.ASCII.GetString(new ReadOnlySpan<byte>(request.Name, LibC.IFNAMSIZ)).TrimEnd('\0');
 
-        var wake = LinuxNative.EventFd(0, LinuxNative.EFD_CLOEXEC | LinuxNative.EFD_NONBLOCK);
+        var wake = LibC.EventFd(0, LibC.EFD_CLOEXEC | LibC.EFD_NONBLOCK);
         if (wake < 0)
         {
             var errno = Marshal.GetLastPInvokeError();
-            LinuxNative.Close(fd);
-            throw new TunException($"eventfd failed: {LinuxNative.Describe(errno)}");
+            LibC.Close(fd);
+            throw new TunException($"eventfd failed: {LibC.Describe(errno)}");
         }
         // TSO needs checksum offload with it. A kernel that refuses keeps the virtio-net header
         // (always "nothing to do" then), which costs a few bytes per packet and nothing else.
         if (offload)
-            LinuxNative.IoctlValue(fd, LinuxNative.TUNSETOFFLOAD,
-                LinuxNative.TUN_F_CSUM | LinuxNative.TUN_F_TSO4 | LinuxNative.TUN_F_TSO6);
+            LibC.IoctlValue(fd, LibC.TUNSETOFFLOAD,
+                LibC.TUN_F_CSUM | LibC.TUN_F_TSO4 | LibC.TUN_F_TSO6);
         return new LinuxTun(fd, wake, actual, offload);
     }
 
@@ -110,15 +110,15 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
             {
                 while (true)
                 {
-                    var n = LinuxNative.Read(_fd, p, (nuint)packet.Length);
+                    var n = LibC.Read(_fd, p, (nuint)packet.Length);
                     if (n >= 0)
                         return (int)n;
                     var errno = Marshal.GetLastPInvokeError();
-                    if (errno == LinuxNative.EINTR)
+                    if (errno == LibC.EINTR)
                         continue;
-                    if (errno != LinuxNative.EAGAIN)
-                        throw new IOException($"read from {Name}: {LinuxNative.Describe(errno)}");
-                    if (!WaitFor(LinuxNative.POLLIN))
+                    if (errno != LibC.EAGAIN)
+                        throw new IOException($"read from {Name}: {LibC.Describe(errno)}");
+                    if (!WaitFor(LibC.POLLIN))
                         return 0;
                 }
             }
@@ -142,9 +142,9 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
             new Span<byte>(header, VirtioNetHeader.Size).Clear();
             fixed (byte* p = packet)
             {
-                var iov = stackalloc LinuxNative.IoVec[2];
-                iov[0] = new LinuxNative.IoVec { Base = header, Length = VirtioNetHeader.Size };
-                iov[1] = new LinuxNative.IoVec { Base = p, Length = (nuint)packet.Length };
+                var iov = stackalloc LibC.IoVec[2];
+                iov[0] = new LibC.IoVec { Base = header, Length = VirtioNetHeader.Size };
+                iov[1] = new LibC.IoVec { Base = p, Length = (nuint)packet.Length };
                 return HasVnetHeader ? WriteToDevice(null, 0, iov, 2) : WriteToDevice(p, (nuint)packet.Length, null, 0);
             }
         }
@@ -178,19 +178,19 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
     /// retried on EINTR and waiting on EAGAIN. False once the device is closed; the caller holds
     /// <see cref="Enter"/>.
     /// </summary>
-    private bool WriteToDevice(byte* data, nuint length, LinuxNative.IoVec* iov, int iovCount)
+    private bool WriteToDevice(byte* data, nuint length, LibC.IoVec* iov, int iovCount)
     {
         while (true)
         {
-            var n = iov != null ? LinuxNative.WriteV(_fd, iov, iovCount) : LinuxNative.Write(_fd, data, length);
+            var n = iov != null ? LibC.WriteV(_fd, iov, iovCount) : LibC.Write(_fd, data, length);
             if (n >= 0)
                 return true;
             var errno = Marshal.GetLastPInvokeError();
-            if (errno == LinuxNative.EINTR)
+            if (errno == LibC.EINTR)
                 continue;
-            if (errno != LinuxNative.EAGAIN)
-                throw new IOException($"write to {Name}: {LinuxNative.Describe(errno)}");
-            if (!WaitFor(LinuxNative.POLLOUT))
+            if (errno != LibC.EAGAIN)
+                throw new IOException($"write to {Name}: {LibC.Describe(errno)}");
+            if (!WaitFor(LibC.POLLOUT))
                 return false;
         }
     }
@@ -198,18 +198,18 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
     /// <summary>poll() on the device and the wake-up eventfd; false when woken for close.</summary>
     private bool WaitFor(short events)
     {
-        var fds = stackalloc LinuxNative.PollFd[2];
-        fds[0] = new LinuxNative.PollFd { Fd = _fd, Events = events };
-        fds[1] = new LinuxNative.PollFd { Fd = _wake, Events = LinuxNative.POLLIN };
+        var fds = stackalloc LibC.PollFd[2];
+        fds[0] = new LibC.PollFd { Fd = _fd, Events = events };
+        fds[1] = new LibC.PollFd { Fd = _wake, Events = LibC.POLLIN };
         while (true)
         {
             if (_closed)
                 return false;
-            var r = LinuxNative.Poll(fds, 2, -1);
-            if (r < 0 && Marshal.GetLastPInvokeError() == LinuxNative.EINTR)
+            var r = LibC.Poll(fds, 2, -1);
+            if (r < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR)
                 continue;
             if (r < 0)
-                throw new IOException($"poll on {Name}: {LinuxNative.Describe(Marshal.GetLastPInvokeError())}");
+                throw new IOException($"poll on {Name}: {LibC.Describe(Marshal.GetLastPInvokeError())}");
             if (fds[1].Revents != 0 || _closed)
                 return false;
             return true;
@@ -235,12 +235,12 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
             return;
         _closed = true;
         ulong one = 1;
-        LinuxNative.Write(_wake, (byte*)&one, sizeof(ulong));
+        LibC.Write(_wake, (byte*)&one, sizeof(ulong));
         var spin = new SpinWait();
         while (Volatile.Read(ref _users) != 0)
             spin.SpinOnce();
-        LinuxNative.Close(_fd);
-        LinuxNative.Close(_wake);
+        LibC.Close(_fd);
+        LibC.Close(_wake);
         _fd = -1;
         _wake = -1;
     }

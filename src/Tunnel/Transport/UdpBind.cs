@@ -106,7 +106,7 @@ public sealed class UdpBind : IDisposable
         BitConverter.TryWriteBytes(one, 1);
         try
         {
-            socket.SetRawSocketOption(LinuxNative.SOL_UDP, LinuxNative.UDP_GRO, one);
+            socket.SetRawSocketOption(LibC.SOL_UDP, LibC.UDP_GRO, one);
         }
         catch (SocketException)
         {
@@ -216,14 +216,14 @@ public sealed class UdpBind : IDisposable
             while (true)
             {
                 batch.Prepare();
-                var n = LinuxNative.RecvMMsg(handle.DangerousGetHandle(), batch.Messages, UdpReceiveBatch.Capacity,
-                    LinuxNative.MSG_WAITFORONE, null);
+                var n = LibC.RecvMMsg(handle.DangerousGetHandle(), batch.Messages, UdpReceiveBatch.Capacity,
+                    LibC.MSG_WAITFORONE, null);
                 if (n < 0)
                 {
                     var errno = Marshal.GetLastPInvokeError();
-                    if (_closed || errno is LinuxNative.EBADF or LinuxNative.ENOTSOCK or LinuxNative.EINVAL)
+                    if (_closed || errno is LibC.EBADF or LibC.ENOTSOCK or LibC.EINVAL)
                         return -1;
-                    if (errno == LinuxNative.EAGAIN && !WaitReadable(handle.DangerousGetHandle()))
+                    if (errno == LibC.EAGAIN && !WaitReadable(handle.DangerousGetHandle()))
                         return -1;
                     continue; // EINTR, EAGAIN, or an error about one datagram (ECONNREFUSED, ...)
                 }
@@ -252,10 +252,10 @@ public sealed class UdpBind : IDisposable
     /// close is noticed. False once closed.</summary>
     private unsafe bool WaitReadable(nint fd)
     {
-        var poll = new LinuxNative.PollFd { Fd = (int)fd, Events = LinuxNative.POLLIN };
+        var poll = new LibC.PollFd { Fd = (int)fd, Events = LibC.POLLIN };
         while (!_closed)
         {
-            if (LinuxNative.Poll(&poll, 1, 100) != 0)
+            if (LibC.Poll(&poll, 1, 100) != 0)
                 return !_closed;
         }
         return false;
@@ -296,36 +296,36 @@ public sealed class UdpBind : IDisposable
         try
         {
             handle.DangerousAddRef(ref added);
-            var control = stackalloc byte[LinuxNative.CmsgHdr.Space(sizeof(ushort))];
-            new Span<byte>(control, LinuxNative.CmsgHdr.Space(sizeof(ushort))).Clear();
-            var cmsg = (LinuxNative.CmsgHdr*)control;
-            cmsg->Length = (nuint)(LinuxNative.CmsgHdr.DataOffset + sizeof(ushort));
-            cmsg->Level = LinuxNative.SOL_UDP;
-            cmsg->Type = LinuxNative.UDP_SEGMENT;
-            *(ushort*)(control + LinuxNative.CmsgHdr.DataOffset) = (ushort)segmentSize;
+            var control = stackalloc byte[LibC.CmsgHdr.Space(sizeof(ushort))];
+            new Span<byte>(control, LibC.CmsgHdr.Space(sizeof(ushort))).Clear();
+            var cmsg = (LibC.CmsgHdr*)control;
+            cmsg->Length = (nuint)(LibC.CmsgHdr.DataOffset + sizeof(ushort));
+            cmsg->Level = LibC.SOL_UDP;
+            cmsg->Type = LibC.UDP_SEGMENT;
+            *(ushort*)(control + LibC.CmsgHdr.DataOffset) = (ushort)segmentSize;
             var name = destination.Buffer.Span;
             fixed (byte* data = datagrams)
             fixed (byte* address = name)
             {
-                var iov = new LinuxNative.IoVec { Base = data, Length = (nuint)datagrams.Length };
-                var message = new LinuxNative.MsgHdr
+                var iov = new LibC.IoVec { Base = data, Length = (nuint)datagrams.Length };
+                var message = new LibC.MsgHdr
                 {
                     Name = address,
                     NameLength = (uint)destination.Size,
                     Iov = &iov,
                     IovLength = 1,
                     Control = control,
-                    ControlLength = (nuint)LinuxNative.CmsgHdr.Space(sizeof(ushort)),
+                    ControlLength = (nuint)LibC.CmsgHdr.Space(sizeof(ushort)),
                 };
                 while (true)
                 {
-                    var n = LinuxNative.SendMsg(handle.DangerousGetHandle(), &message, 0);
+                    var n = LibC.SendMsg(handle.DangerousGetHandle(), &message, 0);
                     if (n >= 0)
                         return n == datagrams.Length;
                     var errno = Marshal.GetLastPInvokeError();
-                    if (errno == LinuxNative.EINTR)
+                    if (errno == LibC.EINTR)
                         continue;
-                    unsupported = errno is LinuxNative.EIO or LinuxNative.EINVAL or ENOPROTOOPT;
+                    unsupported = errno is LibC.EIO or LibC.EINVAL or LibC.ENOPROTOOPT;
                     return false;
                 }
             }
@@ -340,8 +340,6 @@ public sealed class UdpBind : IDisposable
                 handle.DangerousRelease();
         }
     }
-
-    private const int ENOPROTOOPT = 92;
 
     /// <summary>Closes the socket; a thread blocked in <see cref="Receive"/> returns -1.</summary>
     public void Dispose()

@@ -17,13 +17,13 @@ internal sealed unsafe class UdpReceiveBatch : IDisposable
 
     private const int BufferSize = 65535;
     private const int NameSize = 128; // sockaddr_storage
-    private static readonly int ControlSize = LinuxNative.CmsgHdr.Space(sizeof(int)) * 2;
+    private static readonly int ControlSize = LibC.CmsgHdr.Space(sizeof(int)) * 2;
 
     private readonly byte* _data;
     private readonly byte* _names;
     private readonly byte* _controls;
-    private readonly LinuxNative.IoVec* _iovs;
-    private readonly LinuxNative.MMsgHdr* _messages;
+    private readonly LibC.IoVec* _iovs;
+    private readonly LibC.MMsgHdr* _messages;
     private readonly int[] _segmentSizes = new int[Capacity];
     private bool _disposed;
 
@@ -32,22 +32,22 @@ internal sealed unsafe class UdpReceiveBatch : IDisposable
         _data = (byte*)NativeMemory.Alloc((nuint)(Capacity * BufferSize));
         _names = (byte*)NativeMemory.AllocZeroed((nuint)(Capacity * NameSize));
         _controls = (byte*)NativeMemory.AllocZeroed((nuint)(Capacity * ControlSize));
-        _iovs = (LinuxNative.IoVec*)NativeMemory.AllocZeroed((nuint)(Capacity * sizeof(LinuxNative.IoVec)));
-        _messages = (LinuxNative.MMsgHdr*)NativeMemory.AllocZeroed((nuint)(Capacity * sizeof(LinuxNative.MMsgHdr)));
+        _iovs = (LibC.IoVec*)NativeMemory.AllocZeroed((nuint)(Capacity * sizeof(LibC.IoVec)));
+        _messages = (LibC.MMsgHdr*)NativeMemory.AllocZeroed((nuint)(Capacity * sizeof(LibC.MMsgHdr)));
         for (var i = 0; i < Capacity; i++)
-            _iovs[i] = new LinuxNative.IoVec { Base = _data + (i * BufferSize), Length = BufferSize };
+            _iovs[i] = new LibC.IoVec { Base = _data + (i * BufferSize), Length = BufferSize };
     }
 
-    internal LinuxNative.MMsgHdr* Messages => _messages;
+    internal LibC.MMsgHdr* Messages => _messages;
 
     /// <summary>Sets every header up for the next read (the kernel overwrites the lengths).</summary>
     internal void Prepare()
     {
         for (var i = 0; i < Capacity; i++)
         {
-            _messages[i] = new LinuxNative.MMsgHdr
+            _messages[i] = new LibC.MMsgHdr
             {
-                Header = new LinuxNative.MsgHdr
+                Header = new LibC.MsgHdr
                 {
                     Name = _names + (i * NameSize),
                     NameLength = NameSize,
@@ -67,20 +67,20 @@ internal sealed unsafe class UdpReceiveBatch : IDisposable
         ref var message = ref _messages[i];
         var length = (int)message.Length;
         _segmentSizes[i] = length;
-        if ((message.Header.Flags & LinuxNative.MSG_TRUNC) != 0 || length == 0)
+        if ((message.Header.Flags & LibC.MSG_TRUNC) != 0 || length == 0)
             return false;
         var control = (byte*)message.Header.Control;
         var end = control + (int)message.Header.ControlLength;
-        var cmsg = (LinuxNative.CmsgHdr*)control;
-        while ((byte*)cmsg + LinuxNative.CmsgHdr.DataOffset <= end && (int)cmsg->Length >= LinuxNative.CmsgHdr.DataOffset)
+        var cmsg = (LibC.CmsgHdr*)control;
+        while ((byte*)cmsg + LibC.CmsgHdr.DataOffset <= end && (int)cmsg->Length >= LibC.CmsgHdr.DataOffset)
         {
-            if (cmsg->Level == LinuxNative.SOL_UDP && cmsg->Type == LinuxNative.UDP_GRO)
+            if (cmsg->Level == LibC.SOL_UDP && cmsg->Type == LibC.UDP_GRO)
             {
-                var size = *(int*)((byte*)cmsg + LinuxNative.CmsgHdr.DataOffset);
+                var size = *(int*)((byte*)cmsg + LibC.CmsgHdr.DataOffset);
                 if (size > 0)
                     _segmentSizes[i] = Math.Min(size, length);
             }
-            cmsg = (LinuxNative.CmsgHdr*)((byte*)cmsg + LinuxNative.CmsgHdr.Space((int)cmsg->Length - LinuxNative.CmsgHdr.DataOffset));
+            cmsg = (LibC.CmsgHdr*)((byte*)cmsg + LibC.CmsgHdr.Space((int)cmsg->Length - LibC.CmsgHdr.DataOffset));
         }
         return true;
     }

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using ForkNotify;
+using LinuxInterop;
 using Microsoft.Extensions.Logging.Abstractions;
 using TestSupport;
 using Tunnel.Config;
@@ -18,16 +18,8 @@ namespace Tunnel.Tests.Transport;
 /// VMClock page file as the fork source of one, and traffic through them while it is torn down
 /// (issue 14, point 4). Needs root (unshare, TUN).
 /// </summary>
-public sealed partial class TunnelInterfaceTeardownTests
+public sealed class TunnelInterfaceTeardownTests
 {
-    private const int CLONE_NEWNET = 0x40000000;
-
-    [LibraryImport("libc", EntryPoint = "unshare", SetLastError = true)]
-    private static partial int Unshare(int flags);
-
-    [LibraryImport("libc", EntryPoint = "geteuid")]
-    private static partial uint GetEuid();
-
     /// <summary>The VMClock source, counting the pull-counter reads made once its Dispose began.</summary>
     private sealed class WatchedVmClock(VmClockSource inner) : IForkSource, IGenerationCounter
     {
@@ -62,7 +54,7 @@ public sealed partial class TunnelInterfaceTeardownTests
     [Fact]
     public void Teardown_under_traffic_stops_the_data_threads_before_the_vmclock_page_is_unmapped()
     {
-        if (GetEuid() != 0)
+        if (!LibC.IsRoot)
             Assert.Skip("needs root: a private network namespace and TUN devices — SKIPPED");
         Exception? failure = null;
         // A thread of its own: unshare(CLONE_NEWNET) moves only the calling thread (and what it
@@ -86,8 +78,8 @@ public sealed partial class TunnelInterfaceTeardownTests
 
     private static void RunInPrivateNamespace()
     {
-        if (Unshare(CLONE_NEWNET) != 0)
-            throw new InvalidOperationException($"unshare: errno {Marshal.GetLastPInvokeError()}");
+        if (LibC.Unshare(LibC.CLONE_NEWNET) != 0)
+            throw new InvalidOperationException($"unshare: {LibC.Describe(LibC.LastError)}");
         new InterfaceSetup("lo").SetUp();
         var dir = Directory.CreateTempSubdirectory("tunnel-teardown-").FullName;
         try
