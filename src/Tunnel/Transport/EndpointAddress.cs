@@ -23,8 +23,8 @@ internal static class EndpointAddress
     private const int Ipv4Size = 16;
 
     /// <summary>
-    /// Fills <paramref name="address"/> (created for <paramref name="family"/>, e.g. by
-    /// <see cref="UdpBind.CreateReceiveAddress"/>) with <paramref name="endpoint"/>. False when the
+    /// Fills <paramref name="address"/> (created for <paramref name="family"/>) with
+    /// <paramref name="endpoint"/>. False when the
     /// endpoint cannot be reached through that family (IPv6 on the IPv4-only fallback socket).
     /// </summary>
     public static bool TryWrite(in Endpoint endpoint, AddressFamily family, SocketAddress address)
@@ -67,15 +67,12 @@ internal static class EndpointAddress
     }
 
     /// <summary>
-    /// The endpoint a received source address names, read straight from the sockaddr bytes. An
-    /// IPv4-mapped IPv6 address (an IPv4 peer on the dual-stack socket) becomes a plain IPv4
-    /// endpoint, so a peer's endpoint reads the same whichever socket saw it.
+    /// The endpoint a received source address names, read straight from the sockaddr bytes as
+    /// recvmsg returns them (family in the first two bytes, host order). An IPv4-mapped IPv6
+    /// address (an IPv4 peer on the dual-stack socket) becomes a plain IPv4 endpoint, so a peer's
+    /// endpoint reads the same whichever socket saw it. False for a family we do not speak or a
+    /// short address.
     /// </summary>
-    public static Endpoint Read(SocketAddress address) =>
-        Read(address.Buffer.Span[..address.Size], address.Family == AddressFamily.InterNetworkV6);
-
-    /// <summary>The same from raw sockaddr bytes as recvmsg returns them (family in the first two
-    /// bytes, host order). False for a family we do not speak or a short address.</summary>
     public static bool TryRead(ReadOnlySpan<byte> sockaddr, out Endpoint endpoint)
     {
         endpoint = default;

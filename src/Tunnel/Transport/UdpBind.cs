@@ -7,10 +7,8 @@ namespace Tunnel.Transport;
 /// <summary>
 /// The device's one UDP socket: IPv6 with IPV6_V6ONLY off, so it serves IPv4 peers too (as
 /// IPv4-mapped addresses), falling back to plain IPv4 where the host has no IPv6. Receive and
-/// send use caller buffers and <see cref="SocketAddress"/> objects the caller keeps, so the
-/// steady state allocates nothing: compare a received address with a peer's stored one with
-/// <see cref="SocketAddress.Equals(object)"/>, and convert to <see cref="IPEndPoint"/> only when the
-/// endpoint actually changes.
+/// send use caller buffers (<see cref="UdpReceiveBatch"/>) and <see cref="SocketAddress"/> objects
+/// the caller keeps, so the steady state allocates nothing.
 /// </summary>
 public sealed class UdpBind : IDisposable
 {
@@ -135,68 +133,6 @@ public sealed class UdpBind : IDisposable
         Span<byte> value = stackalloc byte[4];
         BitConverter.TryWriteBytes(value, mark);
         _socket.SetRawSocketOption(SOL_SOCKET, SO_MARK, value);
-    }
-
-    /// <summary>A <see cref="SocketAddress"/> of this socket's family, to receive source addresses
-    /// into (allocate one per receiving thread, reuse it for every packet).</summary>
-    public SocketAddress CreateReceiveAddress() => new(_socket.AddressFamily);
-
-    /// <summary>The address to send to <paramref name="endpoint"/> through this socket (IPv4 is
-    /// mapped into IPv6 on the dual-stack socket). Allocates: do it when the endpoint changes.</summary>
-    public SocketAddress ToSocketAddress(IPEndPoint endpoint)
-    {
-        var address = endpoint.Address;
-        if (DualStack && address.AddressFamily == AddressFamily.InterNetwork)
-            address = address.MapToIPv6();
-        else if (!DualStack && address.IsIPv4MappedToIPv6)
-            address = address.MapToIPv4();
-        return new IPEndPoint(address, endpoint.Port).Serialize();
-    }
-
-    /// <summary>The endpoint a <see cref="SocketAddress"/> names, IPv4-mapped shown as IPv4.</summary>
-    public static IPEndPoint ToEndPoint(SocketAddress address)
-    {
-        var template = address.Family == AddressFamily.InterNetworkV6 ? new IPEndPoint(IPAddress.IPv6Any, 0) : new IPEndPoint(IPAddress.Any, 0);
-        var endpoint = (IPEndPoint)template.Create(address);
-        return endpoint.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(endpoint.Address.MapToIPv4(), endpoint.Port) : endpoint;
-    }
-
-    /// <summary>
-    /// Waits for one datagram; copies it into <paramref name="buffer"/> and its source into
-    /// <paramref name="source"/>. Returns the length, or -1 once the bind is closed. Errors that
-    /// concern one datagram (an ICMP error reported on the socket, a truncated datagram) are
-    /// skipped, not thrown.
-    /// </summary>
-    public int Receive(Span<byte> buffer, SocketAddress source)
-    {
-        while (true)
-        {
-            try
-            {
-                var n = _socket.ReceiveFrom(buffer, SocketFlags.None, source);
-                if (n > 0)
-                    return n;
-                // 0 is what a receiver woken by Dispose's shutdown() sees; otherwise an empty
-                // datagram, which no WireGuard message is.
-                if (_closed)
-                    return -1;
-            }
-            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset
-                                                or SocketError.MessageSize or SocketError.HostUnreachable
-                                                or SocketError.NetworkUnreachable or SocketError.ConnectionRefused)
-            {
-            }
-            catch (SocketException e) when (e.SocketErrorCode is SocketError.OperationAborted
-                                                or SocketError.Interrupted or SocketError.Shutdown
-                                                or SocketError.NotSocket)
-            {
-                return -1;
-            }
-            catch (ObjectDisposedException)
-            {
-                return -1;
-            }
-        }
     }
 
     /// <summary>
@@ -341,7 +277,7 @@ public sealed class UdpBind : IDisposable
         }
     }
 
-    /// <summary>Closes the socket; a thread blocked in <see cref="Receive"/> returns -1.</summary>
+    /// <summary>Closes the socket; a thread blocked in <see cref="ReceiveBatch"/> returns -1.</summary>
     public void Dispose()
     {
         _closed = true;

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Tunnel.Device;
 using Tunnel.Transport;
 using Xunit;
 
@@ -7,6 +8,14 @@ namespace Tunnel.Tests.Transport;
 
 public sealed class UdpBindTests
 {
+    /// <summary>The address to reach <paramref name="endpoint"/> through <paramref name="bind"/>.</summary>
+    private static SocketAddress To(UdpBind bind, IPEndPoint endpoint)
+    {
+        var address = new SocketAddress(bind.AddressFamily);
+        Assert.True(EndpointAddress.TryWrite(Endpoint.FromIPEndPoint(endpoint), bind.AddressFamily, address));
+        return address;
+    }
+
     [Theory]
     [InlineData("127.0.0.1")]
     [InlineData("::1")]
@@ -21,34 +30,16 @@ public sealed class UdpBindTests
         client.ReceiveTimeout = 10_000;
         client.SendTo("hello"u8, new IPEndPoint(address, bind.Port));
 
-        var buffer = new byte[1500];
-        var source = bind.CreateReceiveAddress();
-        var n = bind.Receive(buffer, source);
-        Assert.Equal("hello"u8.ToArray(), buffer[..n]);
-        var from = UdpBind.ToEndPoint(source);
-        Assert.Equal(client.LocalEndPoint, from); // IPv4 comes back as IPv4, not ::ffff:
+        using var batch = new UdpReceiveBatch();
+        Assert.Equal(1, bind.ReceiveBatch(batch));
+        Assert.Equal("hello"u8.ToArray(), batch.Data(0).ToArray());
+        Assert.True(EndpointAddress.TryRead(batch.Source(0), out var from));
+        Assert.Equal(client.LocalEndPoint, from.ToIPEndPoint()); // IPv4 comes back as IPv4, not ::ffff:
 
-        Assert.True(bind.Send("world"u8, source));
+        Assert.True(bind.Send("world"u8, To(bind, from.ToIPEndPoint())));
         var reply = new byte[16];
         var m = client.Receive(reply);
         Assert.Equal("world"u8.ToArray(), reply[..m]);
-
-        // A stored endpoint converts to the same address the socket reports.
-        Assert.Equal(source, bind.ToSocketAddress(from));
-    }
-
-    [Fact]
-    public void SendsToAnIPv4EndpointFromTheDualStackSocket()
-    {
-        using var bind = UdpBind.Open(0);
-        using var server = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        server.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        server.ReceiveTimeout = 10_000;
-        Assert.True(bind.Send("x"u8, bind.ToSocketAddress((IPEndPoint)server.LocalEndPoint!)));
-        var buffer = new byte[4];
-        EndPoint from = new IPEndPoint(IPAddress.Any, 0);
-        Assert.Equal(1, server.ReceiveFrom(buffer, ref from));
-        Assert.Equal(bind.Port, ((IPEndPoint)from).Port);
     }
 
     [Fact]
@@ -63,11 +54,11 @@ public sealed class UdpBindTests
     public void DisposeWakesABlockedReceiver()
     {
         var bind = UdpBind.Open(0);
-        var receiver = Task.Factory.StartNew(() => bind.Receive(new byte[64], bind.CreateReceiveAddress()),
-            TaskCreationOptions.LongRunning);
+        using var batch = new UdpReceiveBatch();
+        var receiver = Task.Factory.StartNew(() => bind.ReceiveBatch(batch), TaskCreationOptions.LongRunning);
         Thread.Sleep(100); // let it block (the assertion does not depend on it)
         bind.Dispose();
-        Assert.True(receiver.Wait(TimeSpan.FromSeconds(10)), "Receive did not return after Dispose");
+        Assert.True(receiver.Wait(TimeSpan.FromSeconds(10)), "ReceiveBatch did not return after Dispose");
         Assert.Equal(-1, receiver.Result);
     }
 
@@ -76,7 +67,7 @@ public sealed class UdpBindTests
     {
         using var bind = UdpBind.Open(0);
         // Port 9 on loopback: nobody listens; any ICMP error must not surface as an exception.
-        var target = bind.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, 9));
+        var target = To(bind, new IPEndPoint(IPAddress.Loopback, 9));
         bind.Send("x"u8, target);
         bind.Send("x"u8, target);
     }
@@ -87,12 +78,13 @@ public sealed class UdpBindTests
         using var bind = UdpBind.Open(0);
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         client.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        var target = new IPEndPoint(IPAddress.Loopback, bind.Port);
+        client.ReceiveTimeout = 10_000;
+        using var batch = new UdpReceiveBatch();
+        var back = To(bind, (IPEndPoint)client.LocalEndPoint!);
         var buffer = new byte[1500];
-        var source = bind.CreateReceiveAddress();
         var payload = new byte[1200];
 
-        var clientTarget = target.Serialize();
+        var clientTarget = new IPEndPoint(IPAddress.Loopback, bind.Port).Serialize();
         long RoundTrip(int count)
         {
             long bindAllocated = 0;
@@ -100,8 +92,8 @@ public sealed class UdpBindTests
             {
                 client.SendTo(payload, SocketFlags.None, clientTarget);
                 var before = GC.GetAllocatedBytesForCurrentThread();
-                bind.Receive(buffer, source);
-                bind.Send(buffer.AsSpan(0, 100), source);
+                bind.ReceiveBatch(batch);
+                bind.Send(batch.Data(0)[..100], back);
                 bindAllocated += GC.GetAllocatedBytesForCurrentThread() - before;
                 client.Receive(buffer);
             }
