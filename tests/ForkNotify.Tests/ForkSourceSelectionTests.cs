@@ -83,7 +83,7 @@ public sealed class ForkSourceSelectionTests
         {
             // A sandbox without netlink: the socket is the reason, never the kernel version.
             Assert.DoesNotContain("only 6.8", uevent.Availability.Reason);
-            return;
+            Assert.Skip($"SKIPPED: no netlink uevent socket here ({uevent.Availability.Reason}); the 6.8 choice was not checked");
         }
         Assert.Equal(ForkSourceKind.Uevent, choice.Kind);
         Assert.IsType<UeventSource>(choice.Source);

@@ -6,11 +6,12 @@ namespace Integration.Tests;
 /// <summary>
 /// A long-running command (a daemon in the foreground). Output is collected for failure messages.
 /// Dispose stops it by PID: SIGTERM (so daemons clean up their sockets), then SIGKILL after a grace
-/// period.
+/// period; it always releases the process handle, and throws only if the process survived.
 /// </summary>
 public sealed class BackgroundProcess : IDisposable
 {
     private const int SIGTERM = 15;
+    internal const int SIGKILL = 9;
     private readonly Process _process;
     private readonly StringBuilder _output = new();
 
@@ -66,16 +67,32 @@ public sealed class BackgroundProcess : IDisposable
     {
         try
         {
-            if (!Terminate(TimeSpan.FromSeconds(5)))
-            {
-                _process.Kill(entireProcessTree: true);
-                _process.WaitForExit(5000);
-            }
+            Stop();
+        }
+        finally
+        {
+            _process.Dispose();
+        }
+    }
+
+    private void Stop()
+    {
+        try
+        {
+            if (Terminate(TimeSpan.FromSeconds(5)))
+                return;
+            _process.Kill(entireProcessTree: true);
         }
         catch (InvalidOperationException)
         {
-            // Already gone.
+            return; // exited in between: nothing left to stop
         }
-        _process.Dispose();
+        catch (Exception e) when (e is AggregateException or System.ComponentModel.Win32Exception)
+        {
+            // Part of the tree could not be killed: SIGKILL the process itself and look below.
+            ProcessRunner.Kill(Pid, SIGKILL);
+        }
+        if (!_process.WaitForExit(5000))
+            throw new InvalidOperationException($"'{Command}' (pid {Pid}) survived SIGTERM and SIGKILL:\n{Output}");
     }
 }

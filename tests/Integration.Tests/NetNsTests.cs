@@ -32,4 +32,50 @@ public sealed class NetNsTests
                      File.ReadAllText($"/proc/{sleeperPid}/cmdline").Contains("sleep"),
             "background process survived Dispose");
     }
+
+    [Fact]
+    public void The_sweep_removes_only_its_own_names_whose_creating_process_is_gone()
+    {
+        RootCollection.RequireRootAnd("ip", "true");
+        int deadPid;
+        using (var gone = System.Diagnostics.Process.Start("true"))
+        {
+            gone.WaitForExit();
+            deadPid = gone.Id;
+        }
+        var pidns = NetNs.OwnPidNamespace.Value;
+        string Name(string ns, int pid) => $"tt-{ns}-{pid}-{Guid.NewGuid().ToString("N")[..8]}-sweep";
+        var dead = Name(pidns, deadPid);
+        var alive = Name(pidns, Environment.ProcessId);        // a run going on now
+        var otherPidNamespace = Name("1", deadPid);            // PID means something else there
+        var foreign = $"xx-{pidns}-{deadPid}-{Guid.NewGuid().ToString("N")[..8]}-sweep"; // not ours
+        string[] all = [dead, alive, otherPidNamespace, foreign];
+        try
+        {
+            foreach (var name in all)
+                ProcessRunner.Check(["ip", "netns", "add", name]);
+            NetNs.SweepLeftovers();
+            var left = ProcessRunner.Check(["ip", "netns", "list"]);
+            Assert.DoesNotContain(dead, left);
+            Assert.Contains(alive, left);
+            Assert.Contains(otherPidNamespace, left);
+            Assert.Contains(foreign, left);
+        }
+        finally
+        {
+            foreach (var name in all)
+                ProcessRunner.Run(["ip", "netns", "del", name]);
+        }
+    }
+
+    [Fact]
+    public void Dispose_kills_a_process_that_ignores_sigterm()
+    {
+        RootCollection.RequireRootAnd("sh", "sleep");
+        var process = new BackgroundProcess(["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"]);
+        var pid = process.Pid;
+        Assert.True(SpinWait.SpinUntil(() => process.Output.Contains("ready"), TimeSpan.FromSeconds(10)));
+        process.Dispose();
+        Assert.False(Directory.Exists($"/proc/{pid}"), "the process survived Dispose");
+    }
 }
