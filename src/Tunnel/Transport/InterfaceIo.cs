@@ -113,11 +113,8 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
     public void SendNow(ReadOnlySpan<byte> datagram, in Endpoint to)
     {
         var bind = Bind;
-        var family = bind.AddressFamily;
-        var destination = family == AddressFamily.InterNetworkV6
-            ? t_destination6 ??= new SocketAddress(AddressFamily.InterNetworkV6)
-            : t_destination4 ??= new SocketAddress(AddressFamily.InterNetwork);
-        if (EndpointAddress.TryWrite(to, family, destination))
+        var destination = Destination(bind.AddressFamily);
+        if (EndpointAddress.TryWrite(to, bind.AddressFamily, destination))
             bind.Send(datagram, destination);
     }
 

@@ -113,12 +113,7 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
                     var n = LibC.Read(_fd, p, (nuint)packet.Length);
                     if (n >= 0)
                         return (int)n;
-                    var errno = Marshal.GetLastPInvokeError();
-                    if (errno == LibC.EINTR)
-                        continue;
-                    if (errno != LibC.EAGAIN)
-                        throw new IOException($"read from {Name}: {LibC.Describe(errno)}");
-                    if (!WaitFor(LibC.POLLIN))
+                    if (!RetryAfterError(LibC.POLLIN, "read from"))
                         return 0;
                 }
             }
@@ -185,14 +180,24 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
             var n = iov != null ? LibC.WriteV(_fd, iov, iovCount) : LibC.Write(_fd, data, length);
             if (n >= 0)
                 return true;
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno == LibC.EINTR)
-                continue;
-            if (errno != LibC.EAGAIN)
-                throw new IOException($"write to {Name}: {LibC.Describe(errno)}");
-            if (!WaitFor(LibC.POLLOUT))
+            if (!RetryAfterError(LibC.POLLOUT, "write to"))
                 return false;
         }
+    }
+
+    /// <summary>
+    /// After a read or write that returned -1: true to try again (EINTR, or EAGAIN and the device
+    /// is ready for <paramref name="events"/> now), false once the device is closed; any other
+    /// errno throws <see cref="IOException"/>.
+    /// </summary>
+    private bool RetryAfterError(short events, string operation)
+    {
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno == LibC.EINTR)
+            return true;
+        if (errno != LibC.EAGAIN)
+            throw new IOException($"{operation} {Name}: {LibC.Describe(errno)}");
+        return WaitFor(events);
     }
 
     /// <summary>poll() on the device and the wake-up eventfd; false when woken for close.</summary>
