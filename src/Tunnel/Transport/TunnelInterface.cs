@@ -137,9 +137,9 @@ public sealed class TunnelInterface : IAsyncDisposable
         _threads.Join();
         DisposeForkProtection();
         if (_threads.Started)
-            _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated, {UdpFailures} failed; {TunReads} TUN reads, {UdpReads} UDP reads",
+            _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated; {TunReads} TUN reads, {UdpReads} UDP reads; {UdpFailures} datagrams failed",
                 _tunReader!.Packets, _tunReader.Allocated, _udpReceiver!.Datagrams, _udpReceiver.Allocated,
-                _udpReceiver.Failures, _tunReader.Reads, _udpReceiver.Reads);
+                _tunReader.Reads, _udpReceiver.Reads, _udpReceiver.Failures);
         if (_device is not null)
         {
             _device.ClearAllSessions();
