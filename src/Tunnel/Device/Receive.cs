@@ -83,10 +83,16 @@ public sealed partial class TunnelDevice
 
     private void ReceiveCookieReply(ReadOnlySpan<byte> message)
     {
-        // The receiver index is the sender index of our handshake message, which names the peer
-        // while that handshake is pending.
-        if (Indexes.Lookup(MessageCookieReply.ReceiverIndex(message)) is Peer peer)
-            peer.ConsumeCookieReply(message, Clock.MonotonicNanos);
+        // The receiver index is the sender index of our handshake message. For an initiation it
+        // names the peer while the handshake is pending; for a response it already names the
+        // keypair the response derived. Both lead to the peer (kernel and wireguard-go alike).
+        Peer? peer = Indexes.Lookup(MessageCookieReply.ReceiverIndex(message)) switch
+        {
+            Peer pending => pending,
+            Keypair keypair => keypair.Peer,
+            _ => null,
+        };
+        peer?.ConsumeCookieReply(message, Clock.MonotonicNanos);
     }
 
     private void ReceiveTransport(ReadOnlySpan<byte> message, in Endpoint from)
