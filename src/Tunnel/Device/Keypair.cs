@@ -154,9 +154,12 @@ public sealed class Keypairs
         }
         else
         {
-            // The responder waits for confirmation: only replace a pending next.
+            // The responder waits for confirmation before it uses the new keypair, and puts
+            // previous to rest: it is useless now (kernel add_new_keypair, wireguard-go).
             retiredA = _next;
+            retiredB = _previous;
             Volatile.Write(ref _next, keypair);
+            Volatile.Write(ref _previous, null);
         }
     }
 

@@ -92,6 +92,29 @@ public sealed class KeypairTests
     }
 
     [Fact]
+    public void Responder_puts_previous_to_rest_when_a_new_handshake_arrives()
+    {
+        using var pair = new DevicePair(seed: 47);
+        pair.Handshake();
+        Keypair first = pair.PeerA.Keypairs.Current!;
+        pair.Clock.Advance(TimeSpan.FromSeconds(6));
+        pair.PeerB.InitiateHandshake();
+        pair.Pump();
+        Assert.Same(first, pair.PeerA.Keypairs.Previous);
+
+        // A third initiation reaches B: the new keypair waits in next and previous goes at once
+        // (kernel add_new_keypair, wireguard-go: "the responder clears previous").
+        pair.Clock.Advance(TimeSpan.FromSeconds(6));
+        pair.PeerB.InitiateHandshake();
+        foreach (Datagram d in pair.IoA.TakeSent())
+            pair.B.ReceiveDatagram(d.Bytes, DevicePair.EndpointA);
+        Assert.NotNull(pair.PeerA.Keypairs.Next);
+        Assert.Null(pair.PeerA.Keypairs.Previous);
+        Assert.True(first.IsZeroed);
+        Assert.Null(pair.B.Indexes.Lookup(first.LocalIndex));
+    }
+
+    [Fact]
     public void Packets_in_flight_under_the_previous_keypair_are_still_accepted()
     {
         using var pair = new DevicePair(seed: 45);
