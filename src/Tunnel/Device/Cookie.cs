@@ -16,8 +16,16 @@ public static class CookieConstants
 {
     public const int MacSize = 16;
     public const int CookieSize = 16;
-    /// <summary>The responder's cookie secret is replaced after this; the initiator forgets a cookie after it.</summary>
-    public static readonly TimeSpan CookieRefreshTime = TimeSpan.FromSeconds(120);
+    /// <summary>The responder's cookie secret is replaced after this (kernel COOKIE_SECRET_MAX_AGE).</summary>
+    public static readonly TimeSpan SecretMaxAge = TunnelDevice.ToTimeSpan(Constants.CookieRefreshTimeNanos);
+
+    /// <summary>
+    /// The initiator uses a received cookie this long, COOKIE_SECRET_LATENCY less than the secret
+    /// lives, so that a mac2 it sends is not made with a secret the responder has just replaced
+    /// (kernel: COOKIE_SECRET_MAX_AGE - COOKIE_SECRET_LATENCY).
+    /// </summary>
+    public static readonly TimeSpan CookieValidity =
+        TunnelDevice.ToTimeSpan(Constants.CookieRefreshTimeNanos - Constants.CookieSecretLatencyNanos);
 
     public static ReadOnlySpan<byte> LabelMac1 => "mac1----"u8;
     public static ReadOnlySpan<byte> LabelCookie => "cookie--"u8;
@@ -121,7 +129,7 @@ public sealed class CookieChecker : IDisposable
             lock (_lock)
             {
                 // An expired secret is never used: cookies made with it are no longer valid.
-                if (_secretSet is not { } set || now - set > CookieConstants.CookieRefreshTime)
+                if (_secretSet is not { } set || now - set > CookieConstants.SecretMaxAge)
                     return false;
                 Blake2s.Mac(_secret.Span, source, cookie);
             }
@@ -150,7 +158,7 @@ public sealed class CookieChecker : IDisposable
         {
             lock (_lock)
             {
-                if (_secretSet is not { } set || now - set > CookieConstants.CookieRefreshTime)
+                if (_secretSet is not { } set || now - set > CookieConstants.SecretMaxAge)
                 {
                     _random.Fill(_secret.Span);
                     _secretSet = now;
@@ -209,7 +217,7 @@ public sealed class CookieChecker : IDisposable
 /// <summary>
 /// The initiator side (wireguard-go's CookieGenerator), one per peer: adds mac1 (and mac2 while it
 /// holds a fresh cookie) to each handshake message it sends, remembers the last mac1 so it can
-/// open a cookie reply, and forgets the cookie 120 s after receiving it. Thread safe.
+/// open one cookie reply, and forgets the cookie 115 s after receiving it. Thread safe.
 /// </summary>
 public sealed class CookieGenerator : IDisposable
 {
@@ -228,7 +236,7 @@ public sealed class CookieGenerator : IDisposable
         CookieConstants.DeriveKey(CookieConstants.LabelCookie, remoteStatic, _encryptionKey);
     }
 
-    /// <summary>True while a cookie younger than 120 s is held (mac2 will be added).</summary>
+    /// <summary>True while a cookie younger than <see cref="CookieConstants.CookieValidity"/> is held (mac2 will be added).</summary>
     public bool HasCookie(TimeSpan now)
     {
         lock (_lock) return IsCookieFresh(now);
@@ -278,6 +286,9 @@ public sealed class CookieGenerator : IDisposable
                     return false;
                 cookie.CopyTo(_cookie.Span);
                 _cookieSet = now;
+                // One reply per message sent: a replay of it must not refresh the cookie (kernel
+                // wg_cookie_message_consume clears have_sent_mac1).
+                _hasLastMac1 = false;
                 return true;
             }
         }
@@ -333,5 +344,5 @@ public sealed class CookieGenerator : IDisposable
     }
 
     private bool IsCookieFresh(TimeSpan now) =>
-        _cookieSet is { } set && now - set <= CookieConstants.CookieRefreshTime;
+        _cookieSet is { } set && now - set <= CookieConstants.CookieValidity;
 }

@@ -181,9 +181,9 @@ public sealed class CookieTests : IDisposable
         Assert.True(_checker.CreateReply(first, Source, T0, reply));
         Assert.True(_generator.ConsumeReply(reply, T0));
 
-        TimeSpan justBefore = T0 + TimeSpan.FromSeconds(119);
-        byte[] withCookie = Initiation(justBefore, second: 1);
-        Assert.True(_checker.CheckMac2(withCookie, Source, justBefore));
+        // The initiator uses the cookie up to 115 s; its mac2 counts until the secret is 120 s old.
+        byte[] withCookie = Initiation(T0 + TimeSpan.FromSeconds(115), second: 1);
+        Assert.True(_checker.CheckMac2(withCookie, Source, T0 + TimeSpan.FromSeconds(119)));
 
         // After 120 s the secret is expired: the same mac2 no longer counts.
         TimeSpan after = T0 + TimeSpan.FromSeconds(121);
@@ -200,16 +200,30 @@ public sealed class CookieTests : IDisposable
     }
 
     [Fact]
-    public void Generator_ForgetsCookieAfter120Seconds()
+    public void Generator_ForgetsCookie_COOKIE_SECRET_LATENCY_before_the_secret_would_rotate()
     {
         byte[] first = Initiation(T0);
         var reply = new byte[MessageCookieReply.Size];
         Assert.True(_checker.CreateReply(first, Source, T0, reply));
         Assert.True(_generator.ConsumeReply(reply, T0));
-        Assert.True(_generator.HasCookie(T0 + TimeSpan.FromSeconds(120)));
-        Assert.False(_generator.HasCookie(T0 + TimeSpan.FromSeconds(121)));
-        byte[] late = Initiation(T0 + TimeSpan.FromSeconds(121), second: 1);
+        // 120 s - 5 s: a mac2 sent later could reach a responder that has replaced its secret.
+        Assert.True(_generator.HasCookie(T0 + TimeSpan.FromSeconds(115)));
+        Assert.False(_generator.HasCookie(T0 + TimeSpan.FromSeconds(116)));
+        byte[] late = Initiation(T0 + TimeSpan.FromSeconds(116), second: 1);
         Assert.All(late[MessageInitiation.Mac2Offset..], b => Assert.Equal(0, b));
+    }
+
+    [Fact]
+    public void Replayed_cookie_reply_is_refused_and_refreshes_nothing()
+    {
+        byte[] first = Initiation(T0);
+        var reply = new byte[MessageCookieReply.Size];
+        Assert.True(_checker.CreateReply(first, Source, T0, reply));
+        Assert.True(_generator.ConsumeReply(reply, T0));
+
+        // The same reply again, 100 s later: the mac1 it answers was used up by the first.
+        Assert.False(_generator.ConsumeReply(reply, T0 + TimeSpan.FromSeconds(100)));
+        Assert.False(_generator.HasCookie(T0 + TimeSpan.FromSeconds(116)));
     }
 
     [Fact]
