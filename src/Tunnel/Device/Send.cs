@@ -64,10 +64,10 @@ public sealed partial class Peer
             }
             if (!_staged.TryDequeue(out byte[] buffer, out int length))
                 return;
-            bool sent = EncryptAndSend(keypair!, buffer.AsSpan(0, length), now);
-            if (!sent)
-                _staged.Enqueue(buffer.AsSpan(0, length)); // keypair used up meanwhile: keep it for the next one
-            StagedPackets.Release(buffer);
+            if (EncryptAndSend(keypair!, buffer.AsSpan(0, length), now))
+                StagedPackets.Release(buffer);
+            else
+                _staged.PutBack(buffer, length); // keypair used up meanwhile: first for the next one
         }
     }
 

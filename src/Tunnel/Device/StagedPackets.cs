@@ -67,6 +67,27 @@ internal sealed class StagedPackets
         }
     }
 
+    /// <summary>
+    /// Puts a packet taken with <see cref="TryDequeue"/> back at the head, so it still leaves before
+    /// the ones staged after it (the kernel splices unsent packets back to the front). If the
+    /// queue filled up meanwhile it is the oldest, and is dropped as the oldest would be.
+    /// </summary>
+    public void PutBack(byte[] buffer, int length)
+    {
+        lock (_lock)
+        {
+            if (_count < _buffers.Length)
+            {
+                _head = (_head + _buffers.Length - 1) % _buffers.Length;
+                _buffers[_head] = buffer;
+                _lengths[_head] = length;
+                _count++;
+                return;
+            }
+        }
+        Release(buffer);
+    }
+
     public static void Release(byte[] buffer) => ArrayPool<byte>.Shared.Return(buffer);
 
     /// <summary>Copies of the staged packets, oldest first (for a VM-snapshot capture).</summary>
