@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using System.Buffers;
+using System.Security.Cryptography;
 
 namespace Tunnel.Device;
 
@@ -120,6 +121,9 @@ public sealed partial class TunnelDevice
         }
         finally
         {
+            // The shared pool hands this buffer to any code in the process next: no plaintext in it
+            // (also on failure: a decryption that fails authentication may have written some).
+            CryptographicOperations.ZeroMemory(buffer.AsSpan(0, contentLength));
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }

@@ -65,7 +65,7 @@ public sealed partial class Peer
             if (!_staged.TryDequeue(out byte[] buffer, out int length))
                 return;
             if (EncryptAndSend(keypair!, buffer.AsSpan(0, length), now))
-                StagedPackets.Release(buffer);
+                StagedPackets.Release(buffer, length);
             else
                 _staged.PutBack(buffer, length); // keypair used up meanwhile: first for the next one
         }
