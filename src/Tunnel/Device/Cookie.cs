@@ -1,4 +1,3 @@
-using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using ForkNotify;
@@ -43,30 +42,6 @@ public static class CookieConstants
     /// <summary>HASH(label || public key): the mac1 key or the cookie encryption key.</summary>
     internal static void DeriveKey(ReadOnlySpan<byte> label, PublicKey publicKey, Span<byte> key) =>
         Blake2s.Hash(label, publicKey.Bytes, key);
-
-    /// <summary>
-    /// The bytes a cookie is bound to: the source IP address (4 or 16 bytes) then the UDP port,
-    /// big-endian (as the kernel hashes them). Returns the length written (at most 18).
-    /// </summary>
-    public static int WriteSource(IPEndPoint source, Span<byte> destination)
-    {
-        if (!source.Address.TryWriteBytes(destination, out int written))
-            throw new ArgumentException("destination too small for the address", nameof(destination));
-        destination[written++] = (byte)(source.Port >> 8);
-        destination[written++] = (byte)source.Port;
-        return written;
-    }
-}
-
-/// <summary>What the responder does with a handshake message after checking its macs.</summary>
-public enum MacVerdict
-{
-    /// <summary>mac1 is wrong (or the message is malformed): drop silently.</summary>
-    Drop,
-    /// <summary>Process the message.</summary>
-    Accept,
-    /// <summary>Under load and without a valid mac2: answer with a cookie reply, do not process.</summary>
-    SendCookieReply,
 }
 
 /// <summary>
@@ -91,19 +66,6 @@ public sealed class CookieChecker : IDisposable
         _random = random;
         CookieConstants.DeriveKey(CookieConstants.LabelMac1, localStatic, _mac1Key);
         CookieConstants.DeriveKey(CookieConstants.LabelCookie, localStatic, _encryptionKey);
-    }
-
-    /// <summary>
-    /// The responder's whole decision for one handshake message: drop on a bad mac1; when not under
-    /// load accept; under load accept only with a valid mac2, else ask for a cookie reply.
-    /// </summary>
-    public MacVerdict Check(ReadOnlySpan<byte> message, ReadOnlySpan<byte> source, bool underLoad, TimeSpan now)
-    {
-        if (!CookieConstants.HasMacs(message) || !CheckMac1(message))
-            return MacVerdict.Drop;
-        if (!underLoad || CheckMac2(message, source, now))
-            return MacVerdict.Accept;
-        return MacVerdict.SendCookieReply;
     }
 
     /// <summary>True if the message's mac1 is right (constant-time compare).</summary>
