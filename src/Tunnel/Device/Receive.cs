@@ -98,6 +98,7 @@ public sealed partial class TunnelDevice
 
     private void ReceiveTransport(ReadOnlySpan<byte> message, in Endpoint from)
     {
+        using var section = Rcu.ReadLock(); // the keypair is not zeroed while we open under it
         if (Indexes.Lookup(MessageTransport.ReceiverIndex(message)) is not Keypair keypair)
             return;
         long now = Clock.MonotonicNanos;
