@@ -1,3 +1,5 @@
+using Tunnel.Crypto;
+
 namespace Tunnel.Device;
 
 /// <summary>
@@ -73,16 +75,10 @@ public static class Constants
     /// <summary>An initiator stops using a received cookie this long before the responder would rotate it.</summary>
     public const long CookieSecretLatencyNanos = 5 * NanosPerSecond;
 
-    public const int CookieLength = 16;
-    public const int CookieNonceLength = 24;
-
     // ---- Queues and table sizes ----
 
     /// <summary>Packets held for a peer while it has no session (kernel MAX_STAGED_PACKETS).</summary>
     public const int MaxStagedPackets = 128;
-
-    /// <summary>Packets queued per peer for encryption or decryption (kernel MAX_QUEUED_PACKETS).</summary>
-    public const int MaxQueuedPackets = 1024;
 
     /// <summary>Handshake messages queued for processing; 1/8 of this full means "under load".</summary>
     public const int MaxQueuedIncomingHandshakes = 4096;
@@ -100,28 +96,10 @@ public static class Constants
     /// <summary>How far behind the greatest counter seen a packet may arrive and still be accepted: 8128.</summary>
     public const int CounterWindowSize = CounterBitsTotal - CounterRedundantBits;
 
-    // ---- Wire sizes (whitepaper 5.4) ----
+    // ---- Wire sizes ----
+    // Message sizes, offsets and types live with each message (Messages.cs), mac and cookie sizes
+    // in CookieConstants, key sizes with the key types (Tunnel.Crypto).
 
-    public const int KeyLength = 32;
-    public const int HashLength = 32;
-    public const int AuthTagLength = 16;
-    public const int TimestampLength = 12;
-
-    public const uint MessageTypeInitiation = 1;
-    public const uint MessageTypeResponse = 2;
-    public const uint MessageTypeCookieReply = 3;
-    public const uint MessageTypeTransport = 4;
-
-    public const int MessageInitiationSize = 148;
-    public const int MessageResponseSize = 92;
-    public const int MessageCookieReplySize = 64;
-
-    /// <summary>type(4) + receiver index(4) + counter(8).</summary>
-    public const int MessageTransportHeaderSize = 16;
-
-    /// <summary>A keepalive: header plus the tag of an empty payload.</summary>
-    public const int MessageTransportMinimumSize = MessageTransportHeaderSize + AuthTagLength;
-
-    /// <summary>Transport plaintexts are zero-padded to a multiple of this, to blur their length.</summary>
-    public const int MessagePaddingMultiple = 16;
+    /// <summary>The size of a key (Transport's key loading uses it; the key types define it).</summary>
+    public const int KeyLength = PrivateKey.Size;
 }

@@ -1,4 +1,3 @@
-using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using ForkNotify;
@@ -16,8 +15,16 @@ public static class CookieConstants
 {
     public const int MacSize = 16;
     public const int CookieSize = 16;
-    /// <summary>The responder's cookie secret is replaced after this; the initiator forgets a cookie after it.</summary>
-    public static readonly TimeSpan CookieRefreshTime = TimeSpan.FromSeconds(120);
+    /// <summary>The responder's cookie secret is replaced after this (kernel COOKIE_SECRET_MAX_AGE).</summary>
+    public static readonly TimeSpan SecretMaxAge = TunnelDevice.ToTimeSpan(Constants.CookieRefreshTimeNanos);
+
+    /// <summary>
+    /// The initiator uses a received cookie this long, COOKIE_SECRET_LATENCY less than the secret
+    /// lives, so that a mac2 it sends is not made with a secret the responder has just replaced
+    /// (kernel: COOKIE_SECRET_MAX_AGE - COOKIE_SECRET_LATENCY).
+    /// </summary>
+    public static readonly TimeSpan CookieValidity =
+        TunnelDevice.ToTimeSpan(Constants.CookieRefreshTimeNanos - Constants.CookieSecretLatencyNanos);
 
     public static ReadOnlySpan<byte> LabelMac1 => "mac1----"u8;
     public static ReadOnlySpan<byte> LabelCookie => "cookie--"u8;
@@ -35,30 +42,6 @@ public static class CookieConstants
     /// <summary>HASH(label || public key): the mac1 key or the cookie encryption key.</summary>
     internal static void DeriveKey(ReadOnlySpan<byte> label, PublicKey publicKey, Span<byte> key) =>
         Blake2s.Hash(label, publicKey.Bytes, key);
-
-    /// <summary>
-    /// The bytes a cookie is bound to: the source IP address (4 or 16 bytes) then the UDP port,
-    /// big-endian (as the kernel hashes them). Returns the length written (at most 18).
-    /// </summary>
-    public static int WriteSource(IPEndPoint source, Span<byte> destination)
-    {
-        if (!source.Address.TryWriteBytes(destination, out int written))
-            throw new ArgumentException("destination too small for the address", nameof(destination));
-        destination[written++] = (byte)(source.Port >> 8);
-        destination[written++] = (byte)source.Port;
-        return written;
-    }
-}
-
-/// <summary>What the responder does with a handshake message after checking its macs.</summary>
-public enum MacVerdict
-{
-    /// <summary>mac1 is wrong (or the message is malformed): drop silently.</summary>
-    Drop,
-    /// <summary>Process the message.</summary>
-    Accept,
-    /// <summary>Under load and without a valid mac2: answer with a cookie reply, do not process.</summary>
-    SendCookieReply,
 }
 
 /// <summary>
@@ -85,19 +68,6 @@ public sealed class CookieChecker : IDisposable
         CookieConstants.DeriveKey(CookieConstants.LabelCookie, localStatic, _encryptionKey);
     }
 
-    /// <summary>
-    /// The responder's whole decision for one handshake message: drop on a bad mac1; when not under
-    /// load accept; under load accept only with a valid mac2, else ask for a cookie reply.
-    /// </summary>
-    public MacVerdict Check(ReadOnlySpan<byte> message, ReadOnlySpan<byte> source, bool underLoad, TimeSpan now)
-    {
-        if (!CookieConstants.HasMacs(message) || !CheckMac1(message))
-            return MacVerdict.Drop;
-        if (!underLoad || CheckMac2(message, source, now))
-            return MacVerdict.Accept;
-        return MacVerdict.SendCookieReply;
-    }
-
     /// <summary>True if the message's mac1 is right (constant-time compare).</summary>
     public bool CheckMac1(ReadOnlySpan<byte> message)
     {
@@ -121,7 +91,7 @@ public sealed class CookieChecker : IDisposable
             lock (_lock)
             {
                 // An expired secret is never used: cookies made with it are no longer valid.
-                if (_secretSet is not { } set || now - set > CookieConstants.CookieRefreshTime)
+                if (_secretSet is not { } set || now - set > CookieConstants.SecretMaxAge)
                     return false;
                 Blake2s.Mac(_secret.Span, source, cookie);
             }
@@ -150,7 +120,7 @@ public sealed class CookieChecker : IDisposable
         {
             lock (_lock)
             {
-                if (_secretSet is not { } set || now - set > CookieConstants.CookieRefreshTime)
+                if (_secretSet is not { } set || now - set > CookieConstants.SecretMaxAge)
                 {
                     _random.Fill(_secret.Span);
                     _secretSet = now;
@@ -209,7 +179,7 @@ public sealed class CookieChecker : IDisposable
 /// <summary>
 /// The initiator side (wireguard-go's CookieGenerator), one per peer: adds mac1 (and mac2 while it
 /// holds a fresh cookie) to each handshake message it sends, remembers the last mac1 so it can
-/// open a cookie reply, and forgets the cookie 120 s after receiving it. Thread safe.
+/// open one cookie reply, and forgets the cookie 115 s after receiving it. Thread safe.
 /// </summary>
 public sealed class CookieGenerator : IDisposable
 {
@@ -228,7 +198,7 @@ public sealed class CookieGenerator : IDisposable
         CookieConstants.DeriveKey(CookieConstants.LabelCookie, remoteStatic, _encryptionKey);
     }
 
-    /// <summary>True while a cookie younger than 120 s is held (mac2 will be added).</summary>
+    /// <summary>True while a cookie younger than <see cref="CookieConstants.CookieValidity"/> is held (mac2 will be added).</summary>
     public bool HasCookie(TimeSpan now)
     {
         lock (_lock) return IsCookieFresh(now);
@@ -278,6 +248,9 @@ public sealed class CookieGenerator : IDisposable
                     return false;
                 cookie.CopyTo(_cookie.Span);
                 _cookieSet = now;
+                // One reply per message sent: a replay of it must not refresh the cookie (kernel
+                // wg_cookie_message_consume clears have_sent_mac1).
+                _hasLastMac1 = false;
                 return true;
             }
         }
@@ -333,5 +306,5 @@ public sealed class CookieGenerator : IDisposable
     }
 
     private bool IsCookieFresh(TimeSpan now) =>
-        _cookieSet is { } set && now - set <= CookieConstants.CookieRefreshTime;
+        _cookieSet is { } set && now - set <= CookieConstants.CookieValidity;
 }

@@ -10,15 +10,17 @@ namespace Tunnel.Device;
 /// </summary>
 /// <remarks>
 /// Every field is plain state of this object (no caches), so a VM-snapshot capture can copy it.
-/// Encryption and decryption read the keys without a lock; a keypair zeroed concurrently at worst
-/// makes one packet fail authentication at the other end, never reuses a nonce.
+/// Encryption and decryption read the keys without a lock, inside a read-side section of the
+/// device's <see cref="Rcu"/>: a keypair leaving its slot is retired at once (nothing more is
+/// sealed, sent or accepted under it) and zeroed only once no data thread can still hold it.
 /// </remarks>
-public sealed class Keypair : IDisposable
+public sealed class Keypair
 {
     private readonly SessionKeys _keys;
     private long _sendNonce;      // next counter to use; read as ulong
     private volatile bool _canSend = true;
-    private volatile bool _zeroed;
+    private volatile bool _retired;
+    private volatile bool _keysZeroed;
 
     internal Keypair(SessionKeys keys, Peer peer, long createdNanos, ulong createdGeneration)
     {
@@ -70,10 +72,18 @@ public sealed class Keypair : IDisposable
         set => Volatile.Write(ref _sendNonce, (long)value);
     }
 
-    /// <summary>False once expired (<see cref="Peer.ExpireCurrentKeypairs"/>) or zeroed: receive only.</summary>
-    public bool CanSend => _canSend && !_zeroed;
+    /// <summary>False once expired (<see cref="Peer.ExpireCurrentKeypairs"/>) or retired: receive only.</summary>
+    public bool CanSend => _canSend && !_retired;
 
-    public bool IsZeroed => _zeroed;
+    /// <summary>
+    /// True once the keypair is retired (cleared, rotated out, its peer removed): nothing is sealed,
+    /// sent or accepted under it any more, and its keys are zeroed, or will be as soon as no data
+    /// thread can still hold it (<see cref="KeysZeroed"/>).
+    /// </summary>
+    public bool IsZeroed => _retired;
+
+    /// <summary>True once both keys and the replay window are actually zeroed.</summary>
+    internal bool KeysZeroed => _keysZeroed;
 
     internal ReadOnlySpan<byte> SendKey => _keys.Send.Bytes;
     internal ReadOnlySpan<byte> ReceiveKey => _keys.Receive.Bytes;
@@ -91,17 +101,27 @@ public sealed class Keypair : IDisposable
 
     /// <summary>True when this keypair is too old (or too used) to accept or send anything.</summary>
     internal bool IsExpired(long now) =>
-        _zeroed || now - CreatedNanos >= Constants.RejectAfterTimeNanos;
+        _retired || now - CreatedNanos >= Constants.RejectAfterTimeNanos;
 
     internal void DisallowSending() => _canSend = false;
 
-    /// <summary>Zeroes both keys and the replay window. The keypair is useless afterwards.</summary>
-    public void Dispose()
+    /// <summary>Ends the session: readers that load the keypair from now on leave it alone.</summary>
+    internal void Retire()
     {
-        _zeroed = true;
+        _retired = true;
         _canSend = false;
+    }
+
+    /// <summary>
+    /// Zeroes both keys and the replay window. Only when no thread can hold the keypair: from
+    /// <see cref="Rcu"/>, or for one that was never published.
+    /// </summary>
+    internal void Zero()
+    {
+        Retire();
         _keys.Dispose();
         ReplayFilter.Reset();
+        _keysZeroed = true;
     }
 
     public override string ToString() =>
@@ -154,9 +174,12 @@ public sealed class Keypairs
         }
         else
         {
-            // The responder waits for confirmation: only replace a pending next.
+            // The responder waits for confirmation before it uses the new keypair, and puts
+            // previous to rest: it is useless now (kernel add_new_keypair, wireguard-go).
             retiredA = _next;
+            retiredB = _previous;
             Volatile.Write(ref _next, keypair);
+            Volatile.Write(ref _previous, null);
         }
     }
 

@@ -75,7 +75,7 @@ public static class NoiseProtocol
     /// 1 s / INITIATIONS_PER_SECOND): a flood of valid initiations cannot make us compute a
     /// response for each.
     /// </summary>
-    public static readonly TimeSpan MinInitiationInterval = TimeSpan.FromSeconds(1) / 50;
+    public static readonly TimeSpan MinInitiationInterval = TunnelDevice.ToTimeSpan(Constants.InitiationMinIntervalNanos);
 
     /// <summary>
     /// Consumes a 148-byte initiation (its macs already checked by the caller): finds the peer by

@@ -291,13 +291,17 @@ public sealed partial class Peer
         }
     }
 
-    /// <summary>Zeroes a keypair that left its slot and frees its index.</summary>
+    /// <summary>
+    /// Retires a keypair that left its slot and frees its index; it is zeroed once no data thread
+    /// can still hold it (kernel wg_noise_keypair_put: call_rcu).
+    /// </summary>
     private void RetireLocked(Keypair? keypair)
     {
         if (keypair is null)
             return;
         _device.Indexes.Remove(keypair.LocalIndex, keypair);
-        keypair.Dispose();
+        keypair.Retire();
+        _device.Rcu.CallRcu(keypair);
     }
 
     /// <summary>
@@ -314,7 +318,7 @@ public sealed partial class Peer
         var keypair = new Keypair(keys, this, now, _handshakeGeneration);
         if (!_device.Indexes.Replace(_handshakeIndex, this, keypair))
         {
-            keypair.Dispose();
+            keypair.Zero(); // never published: no reader can hold it
             _handshakeIndex = 0;
             return false;
         }

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using System.Buffers;
+using System.Security.Cryptography;
 
 namespace Tunnel.Device;
 
@@ -83,14 +84,21 @@ public sealed partial class TunnelDevice
 
     private void ReceiveCookieReply(ReadOnlySpan<byte> message)
     {
-        // The receiver index is the sender index of our handshake message, which names the peer
-        // while that handshake is pending.
-        if (Indexes.Lookup(MessageCookieReply.ReceiverIndex(message)) is Peer peer)
-            peer.ConsumeCookieReply(message, Clock.MonotonicNanos);
+        // The receiver index is the sender index of our handshake message. For an initiation it
+        // names the peer while the handshake is pending; for a response it already names the
+        // keypair the response derived. Both lead to the peer (kernel and wireguard-go alike).
+        Peer? peer = Indexes.Lookup(MessageCookieReply.ReceiverIndex(message)) switch
+        {
+            Peer pending => pending,
+            Keypair keypair => keypair.Peer,
+            _ => null,
+        };
+        peer?.ConsumeCookieReply(message, Clock.MonotonicNanos);
     }
 
     private void ReceiveTransport(ReadOnlySpan<byte> message, in Endpoint from)
     {
+        using var section = Rcu.ReadLock(); // the keypair is not zeroed while we open under it
         if (Indexes.Lookup(MessageTransport.ReceiverIndex(message)) is not Keypair keypair)
             return;
         long now = Clock.MonotonicNanos;
@@ -114,6 +122,9 @@ public sealed partial class TunnelDevice
         }
         finally
         {
+            // The shared pool hands this buffer to any code in the process next: no plaintext in it
+            // (also on failure: a decryption that fails authentication may have written some).
+            CryptographicOperations.ZeroMemory(buffer.AsSpan(0, contentLength));
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }

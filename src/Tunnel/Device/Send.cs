@@ -26,6 +26,7 @@ public sealed partial class Peer
     /// <summary>Sends one inner packet, or stages it and starts a handshake when no session can send.</summary>
     internal void SendData(ReadOnlySpan<byte> packet)
     {
+        using var section = _device.Rcu.ReadLock(); // the keypair is not zeroed while we seal under it
         long now = _device.Clock.MonotonicNanos;
         Keypair? keypair = Keypairs.Current;
         if (!CanSendWith(keypair, now) || !EncryptAndSend(keypair!, packet, now))
@@ -43,6 +44,7 @@ public sealed partial class Peer
             SendStaged();
             return;
         }
+        using var section = _device.Rcu.ReadLock();
         long now = _device.Clock.MonotonicNanos;
         Keypair? keypair = Keypairs.Current;
         if (!CanSendWith(keypair, now) || !EncryptAndSend(keypair!, ReadOnlySpan<byte>.Empty, now))
@@ -52,6 +54,7 @@ public sealed partial class Peer
     /// <summary>Flushes the staged packets in order while the current keypair can send.</summary>
     private void SendStaged()
     {
+        using var section = _device.Rcu.ReadLock();
         while (true)
         {
             long now = _device.Clock.MonotonicNanos;
@@ -64,10 +67,10 @@ public sealed partial class Peer
             }
             if (!_staged.TryDequeue(out byte[] buffer, out int length))
                 return;
-            bool sent = EncryptAndSend(keypair!, buffer.AsSpan(0, length), now);
-            if (!sent)
-                _staged.Enqueue(buffer.AsSpan(0, length)); // keypair used up meanwhile: keep it for the next one
-            StagedPackets.Release(buffer);
+            if (EncryptAndSend(keypair!, buffer.AsSpan(0, length), now))
+                StagedPackets.Release(buffer, length);
+            else
+                _staged.PutBack(buffer, length); // keypair used up meanwhile: first for the next one
         }
     }
 

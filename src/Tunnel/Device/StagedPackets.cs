@@ -1,11 +1,12 @@
 using System.Buffers;
+using System.Security.Cryptography;
 
 namespace Tunnel.Device;
 
 /// <summary>
 /// Packets a peer holds while it has no usable session (kernel staged_packet_queue): a bounded
 /// FIFO of copies in pooled buffers; when full, the oldest packet is dropped, as the kernel does.
-/// Thread-safe.
+/// A buffer is zeroed before it goes back to the shared pool: it held plaintext. Thread-safe.
 /// </summary>
 internal sealed class StagedPackets
 {
@@ -29,11 +30,13 @@ internal sealed class StagedPackets
         byte[] buffer = ArrayPool<byte>.Shared.Rent(Math.Max(packet.Length, 1));
         packet.CopyTo(buffer);
         byte[]? dropped = null;
+        int droppedLength = 0;
         lock (_lock)
         {
             if (_count == _buffers.Length)
             {
                 dropped = _buffers[_head];
+                droppedLength = _lengths[_head];
                 _buffers[_head] = null;
                 _head = (_head + 1) % _buffers.Length;
                 _count--;
@@ -44,10 +47,10 @@ internal sealed class StagedPackets
             _count++;
         }
         if (dropped is not null)
-            ArrayPool<byte>.Shared.Return(dropped);
+            Release(dropped, droppedLength);
     }
 
-    /// <summary>Takes the oldest packet; the caller returns <paramref name="buffer"/> with <see cref="Release"/>.</summary>
+    /// <summary>Takes the oldest packet; the caller returns <paramref name="buffer"/> with <see cref="Release"/> or <see cref="PutBack"/>.</summary>
     public bool TryDequeue(out byte[] buffer, out int length)
     {
         lock (_lock)
@@ -67,7 +70,33 @@ internal sealed class StagedPackets
         }
     }
 
-    public static void Release(byte[] buffer) => ArrayPool<byte>.Shared.Return(buffer);
+    /// <summary>
+    /// Puts a packet taken with <see cref="TryDequeue"/> back at the head, so it still leaves before
+    /// the ones staged after it (the kernel splices unsent packets back to the front). If the
+    /// queue filled up meanwhile it is the oldest, and is dropped as the oldest would be.
+    /// </summary>
+    public void PutBack(byte[] buffer, int length)
+    {
+        lock (_lock)
+        {
+            if (_count < _buffers.Length)
+            {
+                _head = (_head + _buffers.Length - 1) % _buffers.Length;
+                _buffers[_head] = buffer;
+                _lengths[_head] = length;
+                _count++;
+                return;
+            }
+        }
+        Release(buffer, length);
+    }
+
+    /// <summary>Zeroes the packet taken with <see cref="TryDequeue"/> and returns its buffer to the pool.</summary>
+    public static void Release(byte[] buffer, int length)
+    {
+        CryptographicOperations.ZeroMemory(buffer.AsSpan(0, length));
+        ArrayPool<byte>.Shared.Return(buffer);
+    }
 
     /// <summary>Copies of the staged packets, oldest first (for a VM-snapshot capture).</summary>
     public byte[][] CopyAll()
@@ -87,7 +116,7 @@ internal sealed class StagedPackets
     /// <summary>Drops every staged packet.</summary>
     public void Clear()
     {
-        while (TryDequeue(out byte[] buffer, out _))
-            Release(buffer);
+        while (TryDequeue(out byte[] buffer, out int length))
+            Release(buffer, length);
     }
 }

@@ -80,7 +80,9 @@ public sealed partial class Peer
         if (Volatile.Read(ref _handshakeAttempts) > Constants.MaxTimerHandshakes)
         {
             // REKEY_ATTEMPT_TIME is over: stop trying, drop what waited for the session, and make
-            // sure the keys that may remain get zeroed eventually.
+            // sure the keys that may remain get zeroed eventually. The passive keepalive goes too
+            // (kernel and wireguard-go delete it): it would only start the handshake again.
+            Volatile.Write(ref _sendKeepaliveDeadline, Never);
             _staged.Clear();
             if (_device.Logger.IsEnabled(LogLevel.Information))
                 _device.Logger.LogInformation("{Peer}: no handshake response after {Attempts} attempts, giving up",

@@ -65,6 +65,9 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     internal IRandomGenerator Random { get; }
     internal IDeviceIo Io { get; }
 
+    /// <summary>Defers zeroing a retired keypair until no data thread can still hold it.</summary>
+    internal Rcu Rcu { get; } = new();
+
     /// <summary>Session indexes: each names a peer (its pending handshake) or a <see cref="Keypair"/>.</summary>
     internal IndexTable<object> Indexes { get; }
 
@@ -213,6 +216,8 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
         long now = Clock.MonotonicNanos;
         foreach (Peer peer in Volatile.Read(ref _peerList))
             peer.Tick(now);
+        if (Rcu.Waiting != 0)
+            Rcu.Reclaim(); // a retired keypair whose last reader left without zeroing it
     }
 
     /// <summary>
@@ -273,6 +278,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     public void Dispose()
     {
         RemoveAllPeers();
+        Rcu.Barrier(TimeSpan.FromSeconds(1)); // data threads still inside a section zero the rest as they leave
         DropAllTransmits();
         lock (_configLock)
         {

@@ -1,69 +1,63 @@
-using System.Numerics;
 using Tunnel.Device;
 using Xunit;
 
 namespace Tunnel.Tests.Device;
 
-/// <summary>Each value checked against the whitepaper's definition, computed independently here.</summary>
+/// <summary>
+/// The relations between the protocol's constants that the engine relies on, and what they do at
+/// their boundaries. The values themselves are the whitepaper's; each is written once, in
+/// Constants.cs, and the engine tests (timers, keypairs, cookies, replay) show them at work.
+/// </summary>
 public sealed class ConstantsTests
 {
     [Fact]
-    public void MessageCountLimits()
+    public void A_keypair_is_rekeyed_well_before_it_is_rejected()
     {
-        Assert.Equal(BigInteger.Pow(2, 60), new BigInteger(Constants.RekeyAfterMessages));
-        Assert.Equal(BigInteger.Pow(2, 64) - BigInteger.Pow(2, 13) - 1, new BigInteger(Constants.RejectAfterMessages));
-        Assert.Equal(18446744073709543423UL, Constants.RejectAfterMessages);
+        // By messages: the rekey trigger leaves room for the new handshake.
+        Assert.True(Constants.RekeyAfterMessages < Constants.RejectAfterMessages / 2);
+        // By time: the initiator rekeys at REKEY_AFTER_TIME; its last-minute rekey on receive
+        // (REJECT - KEEPALIVE - REKEY_TIMEOUT) comes later, and still before the session dies.
+        long lastMinute = Constants.RejectAfterTimeNanos - Constants.KeepaliveTimeoutNanos - Constants.RekeyTimeoutNanos;
+        Assert.InRange(lastMinute, Constants.RekeyAfterTimeNanos + 1, Constants.RejectAfterTimeNanos - 1);
+        Assert.True(Constants.ZeroKeyMaterialAfterNanos > Constants.RejectAfterTimeNanos);
     }
 
     [Fact]
-    public void Times()
+    public void Handshake_retries_fill_REKEY_ATTEMPT_TIME()
     {
-        Assert.Equal(TimeSpan.FromSeconds(120), Nanos(Constants.RekeyAfterTimeNanos));
-        Assert.Equal(TimeSpan.FromSeconds(180), Nanos(Constants.RejectAfterTimeNanos));
-        Assert.Equal(TimeSpan.FromSeconds(90), Nanos(Constants.RekeyAttemptTimeNanos));
-        Assert.Equal(TimeSpan.FromSeconds(5), Nanos(Constants.RekeyTimeoutNanos));
-        Assert.Equal(TimeSpan.FromMilliseconds(333), Nanos(Constants.RekeyTimeoutJitterMaxNanos));
-        Assert.Equal(TimeSpan.FromSeconds(10), Nanos(Constants.KeepaliveTimeoutNanos));
-        Assert.Equal(TimeSpan.FromSeconds(540), Nanos(Constants.ZeroKeyMaterialAfterNanos));
-        Assert.Equal(TimeSpan.FromSeconds(120), Nanos(Constants.CookieRefreshTimeNanos));
-        Assert.Equal(TimeSpan.FromSeconds(5), Nanos(Constants.CookieSecretLatencyNanos));
-        Assert.Equal(18, Constants.MaxTimerHandshakes);
-        Assert.Equal(50, Constants.InitiationsPerSecond);
-        Assert.Equal(TimeSpan.FromMilliseconds(20), Nanos(Constants.InitiationMinIntervalNanos));
+        Assert.Equal(Constants.RekeyAttemptTimeNanos, Constants.MaxTimerHandshakes * Constants.RekeyTimeoutNanos);
+        Assert.True(Constants.RekeyTimeoutJitterMaxNanos < Constants.RekeyTimeoutNanos);
     }
 
     [Fact]
-    public void ReplayWindow()
+    public void Our_respacing_is_wider_than_the_responders_flood_limit()
     {
-        Assert.Equal(8192, Constants.CounterBitsTotal);
-        Assert.Equal(8128, Constants.CounterWindowSize);
+        Assert.True(Constants.InitiationRespacingNanos > Constants.InitiationMinIntervalNanos);
+        Assert.Equal(Constants.NanosPerSecond, Constants.InitiationMinIntervalNanos * Constants.InitiationsPerSecond);
+        Assert.Equal(TunnelDevice.ToTimeSpan(Constants.InitiationMinIntervalNanos), NoiseProtocol.MinInitiationInterval);
     }
 
     [Fact]
-    public void MessageSizesAreTheSumsOfTheirFields()
+    public void A_received_cookie_expires_before_the_secret_that_made_it()
     {
-        const int header = 4, index = 4, key = 32, tag = 16, mac = 16;
-        Assert.Equal(header + index + key + (key + tag) + (12 + tag) + mac + mac, Constants.MessageInitiationSize);
-        Assert.Equal(148, Constants.MessageInitiationSize);
-        Assert.Equal(header + index + index + key + (0 + tag) + mac + mac, Constants.MessageResponseSize);
-        Assert.Equal(92, Constants.MessageResponseSize);
-        Assert.Equal(header + index + 24 + (16 + tag), Constants.MessageCookieReplySize);
-        Assert.Equal(64, Constants.MessageCookieReplySize);
-        Assert.Equal(header + index + 8, Constants.MessageTransportHeaderSize);
-        Assert.Equal(32, Constants.MessageTransportMinimumSize);
-        Assert.Equal(16, Constants.MessagePaddingMultiple);
-        Assert.Equal((1u, 2u, 3u, 4u), (Constants.MessageTypeInitiation, Constants.MessageTypeResponse,
-            Constants.MessageTypeCookieReply, Constants.MessageTypeTransport));
+        Assert.True(CookieConstants.CookieValidity < CookieConstants.SecretMaxAge);
+        Assert.Equal(TunnelDevice.ToTimeSpan(Constants.CookieSecretLatencyNanos),
+            CookieConstants.SecretMaxAge - CookieConstants.CookieValidity);
     }
 
     [Fact]
-    public void QueueLimitsAreTheKernels()
+    public void Replay_window_works_up_to_REJECT_AFTER_MESSAGES_without_overflow()
     {
-        Assert.Equal(1024, Constants.MaxQueuedPackets);
-        Assert.Equal(128, Constants.MaxStagedPackets);
-        Assert.Equal(4096, Constants.MaxQueuedIncomingHandshakes);
-        Assert.Equal(1 << 20, Constants.MaxPeersPerDevice);
-    }
+        // The ring is a power of two words, and the window plus the last counter fits in a ulong.
+        Assert.Equal(0, Constants.CounterBitsTotal / 64 & (Constants.CounterBitsTotal / 64 - 1));
+        Assert.True(ulong.MaxValue - Constants.RejectAfterMessages >= Constants.CounterWindowSize);
 
-    private static TimeSpan Nanos(long nanos) => TimeSpan.FromTicks(nanos / 100);
+        var filter = new ReplayFilter();
+        Assert.True(filter.ValidateCounter(Constants.RejectAfterMessages - 1, Constants.RejectAfterMessages));
+        Assert.False(filter.ValidateCounter(Constants.RejectAfterMessages, Constants.RejectAfterMessages));
+        Assert.False(filter.ValidateCounter(ulong.MaxValue, Constants.RejectAfterMessages));
+        ulong oldest = Constants.RejectAfterMessages - 1 - Constants.CounterWindowSize;
+        Assert.True(filter.ValidateCounter(oldest, Constants.RejectAfterMessages));
+        Assert.False(filter.ValidateCounter(oldest - 1, Constants.RejectAfterMessages));
+    }
 }

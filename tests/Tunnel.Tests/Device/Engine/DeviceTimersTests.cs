@@ -109,6 +109,34 @@ public sealed class DeviceTimersTests
         Assert.Equal(first, RunUnanswered(seed: 24, out _));
     }
 
+    [Fact]
+    public void Giving_up_the_handshake_deletes_the_passive_keepalive_too()
+    {
+        using var pair = new DevicePair(seed: 30);
+        pair.Handshake();
+        pair.PeerB.ExpireCurrentKeypairs(); // A must handshake again; B keeps sending under the old session
+        pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 1, 100));
+        long lastInitiation = 0;
+        for (int ms = 0; ms < 150_000; ms += 100)
+        {
+            if (pair.IoA.TakeSent().Any(d => d.Type == MessageType.Initiation)) // all lost
+            {
+                // Data from B after each retry arms A's passive keepalive, so it is armed when A gives up.
+                lastInitiation = pair.Clock.MonotonicNanos;
+                pair.B.SendPacket(DevicePair.Packet(DevicePair.AddressB, DevicePair.AddressA, 2, 100));
+                foreach (Datagram d in pair.IoB.TakeSent())
+                    pair.A.ReceiveDatagram(d.Bytes, DevicePair.EndpointB);
+            }
+            pair.Clock.Advance(TimeSpan.FromMilliseconds(100));
+            pair.A.Tick();
+        }
+        // A gave up (well before the end) and then sent nothing: no keepalive, and no new
+        // handshake that a keepalive without a usable session would start.
+        Assert.NotEmpty(pair.IoA.Delivered);
+        Assert.InRange(pair.Clock.MonotonicNanos - lastInitiation, 30 * Constants.NanosPerSecond, long.MaxValue);
+        Assert.Empty(pair.IoA.Sent);
+    }
+
     private static List<long> RunUnanswered(int seed, out int staged)
     {
         using var pair = new DevicePair(seed);

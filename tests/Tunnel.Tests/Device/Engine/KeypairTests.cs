@@ -29,6 +29,30 @@ public sealed class KeypairTests
     }
 
     [Fact]
+    public void Staged_packet_put_back_when_the_keypair_runs_out_keeps_its_place()
+    {
+        using var pair = new DevicePair(seed: 48);
+        // B (no endpoint yet, so its own initiation goes nowhere) stages three packets.
+        for (uint i = 1; i <= 3; i++)
+            pair.B.SendPacket(DevicePair.Packet(DevicePair.AddressB, DevicePair.AddressA, i, 100));
+        Assert.Equal(3, pair.PeerA.StagedCount);
+        pair.PeerB.InitiateHandshake();
+        foreach (Datagram d in pair.IoA.TakeSent())
+            pair.B.ReceiveDatagram(d.Bytes, DevicePair.EndpointA);
+        // B's new keypair has one counter left: the flush sends packet 1, and packet 2 must wait
+        // for the next session, still ahead of packet 3.
+        pair.PeerA.Keypairs.Next!.SendNonce = Constants.RejectAfterMessages - 1;
+        pair.Pump();
+        Assert.Equal([1u], pair.IoA.Delivered.Select(p => DevicePair.ReadIntact(p)!.Value));
+        Assert.Equal(2, pair.PeerA.StagedCount);
+
+        pair.Clock.Advance(TimeSpan.FromSeconds(6));
+        pair.B.SendPacket(DevicePair.Packet(DevicePair.AddressB, DevicePair.AddressA, 4, 100));
+        pair.Pump();
+        Assert.Equal([1u, 2u, 3u, 4u], pair.IoA.Delivered.Select(p => DevicePair.ReadIntact(p)!.Value));
+    }
+
+    [Fact]
     public void REKEY_AFTER_MESSAGES_starts_a_handshake_on_either_side()
     {
         using var pair = new DevicePair(seed: 42);
@@ -89,6 +113,29 @@ public sealed class KeypairTests
         Assert.True(first.IsZeroed);
         Assert.Null(pair.B.Indexes.Lookup(first.LocalIndex));
         Assert.Equal(2, pair.B.Indexes.Count); // previous and current
+    }
+
+    [Fact]
+    public void Responder_puts_previous_to_rest_when_a_new_handshake_arrives()
+    {
+        using var pair = new DevicePair(seed: 47);
+        pair.Handshake();
+        Keypair first = pair.PeerA.Keypairs.Current!;
+        pair.Clock.Advance(TimeSpan.FromSeconds(6));
+        pair.PeerB.InitiateHandshake();
+        pair.Pump();
+        Assert.Same(first, pair.PeerA.Keypairs.Previous);
+
+        // A third initiation reaches B: the new keypair waits in next and previous goes at once
+        // (kernel add_new_keypair, wireguard-go: "the responder clears previous").
+        pair.Clock.Advance(TimeSpan.FromSeconds(6));
+        pair.PeerB.InitiateHandshake();
+        foreach (Datagram d in pair.IoA.TakeSent())
+            pair.B.ReceiveDatagram(d.Bytes, DevicePair.EndpointA);
+        Assert.NotNull(pair.PeerA.Keypairs.Next);
+        Assert.Null(pair.PeerA.Keypairs.Previous);
+        Assert.True(first.IsZeroed);
+        Assert.Null(pair.B.Indexes.Lookup(first.LocalIndex));
     }
 
     [Fact]

@@ -204,6 +204,38 @@ public sealed class TunnelDeviceTests
     }
 
     [Fact]
+    public void Cookie_reply_to_our_response_makes_the_next_response_carry_mac2()
+    {
+        // A, the initiator, is under load: it answers our (B's) response with a cookie reply
+        // addressed to the response's sender index, which by then names B's new keypair.
+        using var pair = new DevicePair(seed: 10);
+        pair.A.UnderLoad = true;
+        pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 1, 64));
+        pair.B.ReceiveDatagram(Assert.Single(pair.IoA.TakeSent()).Bytes, DevicePair.EndpointA);
+        Datagram response = Assert.Single(pair.IoB.TakeSent());
+        Assert.Equal(MessageType.Response, response.Type);
+        pair.A.ReceiveDatagram(response.Bytes, DevicePair.EndpointB);
+        Datagram reply = Assert.Single(pair.IoA.TakeSent());
+        Assert.Equal(MessageType.CookieReply, reply.Type);
+        Assert.Equal(MessageResponse.SenderIndex(response.Bytes), MessageCookieReply.ReceiverIndex(reply.Bytes));
+        Assert.Same(pair.PeerA.Keypairs.Next, pair.B.Indexes.Lookup(MessageCookieReply.ReceiverIndex(reply.Bytes)));
+        Assert.Null(pair.PeerB.Keypairs.Current);
+        pair.B.ReceiveDatagram(reply.Bytes, DevicePair.EndpointA);
+
+        // A's retransmitted initiation; B's second response must carry mac2 under A's cookie,
+        // which A, still under load, checks before it takes the response.
+        pair.Advance(TimeSpan.FromSeconds(6), pump: false);
+        Datagram retry = Assert.Single(pair.IoA.TakeSent());
+        Assert.Equal(MessageType.Initiation, retry.Type);
+        pair.B.ReceiveDatagram(retry.Bytes, DevicePair.EndpointA);
+        Datagram second = Assert.Single(pair.IoB.TakeSent());
+        Assert.Equal(MessageType.Response, second.Type);
+        Assert.True(second.Bytes.AsSpan(MessageResponse.Mac2Offset).IndexOfAnyExcept((byte)0) >= 0, "second response carries mac2");
+        pair.A.ReceiveDatagram(second.Bytes, DevicePair.EndpointB);
+        Assert.NotNull(pair.PeerB.Keypairs.Current);
+    }
+
+    [Fact]
     public void Flood_of_initiations_turns_on_under_load_by_itself()
     {
         using var pair = new DevicePair(seed: 9);
