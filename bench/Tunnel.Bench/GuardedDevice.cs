@@ -176,7 +176,7 @@ internal sealed class GuardedDevice : IDisposable
         Span<byte> receive = stackalloc byte[32];
         Span<byte> remote = stackalloc byte[4];
         long now = Clock.MonotonicNanos;
-        ulong generation = A.HotPathCounter?.Read() ?? 0;
+        ulong generation = A.Fork.Counter?.Read() ?? 0;
         foreach (Peer peer in peers)
         {
             OsRandomGenerator.Instance.Fill(send);

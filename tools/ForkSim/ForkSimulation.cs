@@ -151,7 +151,7 @@ public sealed class ForkSimulation : IDisposable
     {
         _eventTime = _vmm.Scheduler.Now;
         _sessionAtEvent = _sourceWorkload.HasLiveSession;
-        _pendingAtSnapshot = _sourceWorkload.Device.PendingTransmits > 0;
+        _pendingAtSnapshot = _sourceWorkload.HeldCount > 0;
         Observer.MarkEvent(_vmm.Scheduler.Now);
     }
 
@@ -207,7 +207,7 @@ public sealed class ForkSimulation : IDisposable
         {
             SenderStats s = Observer.StatsOf(w.Name);
             guests.Add(new GuestOutcome(w.Name, w.ResumedAt ?? eventTime, w.NotifiedAt, s.FirstInitiationAt,
-                s.FirstNewKeyPacketAt, s.StalePackets, s.TransportPackets, w.Device.StaleKeyDrops, w.Guard.SessionsCleared));
+                s.FirstNewKeyPacketAt, s.StalePackets, s.TransportPackets, w.Device.Fork.StaleKeyDrops + w.HeldDrops, w.Guard.SessionsCleared));
         }
         return new ForkScenarioResult
         {
