@@ -34,6 +34,9 @@ internal sealed class DiscardingIo : IDeviceIo
         LastInitiationTicks = 0;
     }
 
+    /// <summary>The engine's call for a checked message (the daemon's InterfaceIo implements it too).</summary>
+    public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to, ulong generation) => SendDatagram(datagram, to);
+
     public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to)
     {
         Sent++;

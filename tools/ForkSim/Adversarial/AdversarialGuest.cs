@@ -216,6 +216,7 @@ internal sealed class AdversarialGuest : IDeviceIo, IDisposable
 
     private void Send(ReadOnlySpan<byte> datagram, in Endpoint to)
     {
+        bool wasFlipped = _flipped;
         Observe(ForkPointKind.Transmit);
         if (IsClone && !_flipped)
         {
@@ -224,9 +225,12 @@ internal sealed class AdversarialGuest : IDeviceIo, IDisposable
                 _run.SendAsSource(datagram, to);
             return;
         }
-        _run.Record(Name, datagram);
+        // The snapshot fell inside this very send: the message was the source's, and every clone
+        // completing the sendmsg is a replay of it, not randomness drawn twice.
+        _run.Record(Name, datagram, madeBeforeSnapshot: IsClone && !wasFlipped);
         _run.Wire.Send(Endpoint, datagram, to);
     }
+
 
     void IDeviceIo.DeliverPacket(ReadOnlySpan<byte> ipPacket, Peer from) { }
 

@@ -29,7 +29,7 @@ public sealed class AdversarialSimulation : IDisposable
     private readonly List<ForkPointId>? _enumerated;
     private readonly Dictionary<string, byte[]> _ephemerals = [];
     private readonly Dictionary<uint, byte[]> _senderIndexes = [];
-    private readonly HashSet<string> _messages = [];
+    private readonly Dictionary<string, string> _messages = []; // message -> first sender
     private int _sourceSteps;
     private int _sourceSends;
     private int _identicalEphemerals;
@@ -169,19 +169,29 @@ public sealed class AdversarialSimulation : IDisposable
     /// <summary>A send that, before the snapshot point, was the source's (it left once).</summary>
     internal void SendAsSource(ReadOnlySpan<byte> datagram, in Endpoint to)
     {
-        Record(_source.Name, datagram);
+        Record(_source.Name, datagram, madeBeforeSnapshot: true);
         Wire.Send(_source.Endpoint, datagram, to);
     }
 
-    /// <summary>Judges A's handshake messages: an ephemeral or a sender index in two different messages is copied randomness.</summary>
-    internal void Record(string sender, ReadOnlySpan<byte> datagram)
+    /// <summary>
+    /// Judges A's handshake messages: an ephemeral or a sender index in two different messages, or
+    /// one message made after the snapshot by two guests, is randomness drawn twice. A copy of a
+    /// message the source made (the snapshot inside its sendmsg) is a replay, counted apart.
+    /// </summary>
+    internal void Record(string sender, ReadOnlySpan<byte> datagram, bool madeBeforeSnapshot)
     {
         string hex = Convert.ToHexString(datagram);
-        bool copy = !_messages.Add(hex);
-        if (copy)
+        if (_messages.TryGetValue(hex, out string? first))
         {
-            _identicalCopies++;
-            return;
+            if (madeBeforeSnapshot || first == sender || MessageHeader.ReadType(datagram) is not (MessageType.Initiation or MessageType.Response))
+            {
+                _identicalCopies++;
+                return;
+            }
+        }
+        else
+        {
+            _messages[hex] = sender;
         }
         uint index;
         switch (MessageHeader.ReadType(datagram))
