@@ -109,41 +109,44 @@ public sealed class AdversarialTests(ITestOutputHelper output)
         Assert.Contains(faults, f => f.ReusedPairs > 0);
     }
 
-    [Theory]
-    [InlineData(ForkGuardMode.HotPath, 2)]
-    [InlineData(ForkGuardMode.HotPath, 3)]
-    [InlineData(ForkGuardMode.Both, 2)]
-    [InlineData(ForkGuardMode.Both, 3)]
-    public void Negative_control_the_gate_switched_off_repeats_ephemerals(ForkGuardMode mode, int clones)
+    /// <summary>The three switches of issue 14, each undoing one fix.</summary>
+    public enum Control
     {
-        AdversarialScenario s = Scenario(mode, HostEntropyModel.SharedUntilKernelReseed, clones, delayed: true) with { GateOff = true };
-        (List<AdversarialResult> faults, _, _) = Sweep(s, ForkPointKind.Transmit, stopAtFirstFault: true);
-        Assert.NotEmpty(faults);
+        /// <summary>The reseed gate off, under shared entropy: clones rekey from identical generators.</summary>
+        GateOff,
+
+        /// <summary>The two-read handshake path: the snapshot at the second read (the index was
+        /// drawn before it, every clone's) makes a copied handshake tagged with the clone's generation.</summary>
+        TwoReads,
+
+        /// <summary>The unique-input rule off, shared entropy, no hwrng: the gate opens on identical generators.</summary>
+        UniqueInputRuleOff,
+    }
+
+    public static TheoryData<Control, ForkGuardMode, int> Controls()
+    {
+        var data = new TheoryData<Control, ForkGuardMode, int>();
+        foreach (Control control in Enum.GetValues<Control>())
+        foreach (ForkGuardMode mode in new[] { ForkGuardMode.HotPath, ForkGuardMode.Both })
+        foreach (int clones in new[] { 2, 3 })
+            data.Add(control, mode, clones);
+        return data;
     }
 
     [Theory]
-    [InlineData(ForkGuardMode.HotPath, 2)]
-    [InlineData(ForkGuardMode.HotPath, 3)]
-    [InlineData(ForkGuardMode.Both, 2)]
-    [InlineData(ForkGuardMode.Both, 3)]
-    public void Negative_control_the_two_read_path_sends_a_copied_handshake(ForkGuardMode mode, int clones)
+    [MemberData(nameof(Controls))]
+    public void Negative_control_finds_the_fault(Control control, ForkGuardMode mode, int clones)
     {
-        // The snapshot at the second read: the index was drawn before it (every clone's), the rest after.
-        AdversarialScenario s = Scenario(mode, HostEntropyModel.PerGuest, clones, delayed: true) with { TwoReads = true };
-        (List<AdversarialResult> faults, _, _) = Sweep(s, ForkPointKind.CounterRead, stopAtFirstFault: true);
-        Assert.NotEmpty(faults);
-    }
-
-    [Theory]
-    [InlineData(ForkGuardMode.HotPath, 2)]
-    [InlineData(ForkGuardMode.HotPath, 3)]
-    [InlineData(ForkGuardMode.Both, 2)]
-    [InlineData(ForkGuardMode.Both, 3)]
-    public void Negative_control_the_unique_input_rule_off_under_shared_entropy_repeats_ephemerals(ForkGuardMode mode, int clones)
-    {
-        AdversarialScenario s = Scenario(mode, HostEntropyModel.SharedUntilKernelReseed, clones, delayed: false)
-            with { UniqueInputRuleOff = true, HwRng = false };
-        (List<AdversarialResult> faults, _, _) = Sweep(s, ForkPointKind.Transmit, stopAtFirstFault: true);
+        (AdversarialScenario scenario, ForkPointKind kind) = control switch
+        {
+            Control.GateOff => (Scenario(mode, HostEntropyModel.SharedUntilKernelReseed, clones, delayed: true) with { GateOff = true },
+                ForkPointKind.Transmit),
+            Control.TwoReads => (Scenario(mode, HostEntropyModel.PerGuest, clones, delayed: true) with { TwoReads = true },
+                ForkPointKind.CounterRead),
+            _ => (Scenario(mode, HostEntropyModel.SharedUntilKernelReseed, clones, delayed: false)
+                with { UniqueInputRuleOff = true, HwRng = false }, ForkPointKind.Transmit),
+        };
+        (List<AdversarialResult> faults, _, _) = Sweep(scenario, kind, stopAtFirstFault: true);
         Assert.NotEmpty(faults);
     }
 

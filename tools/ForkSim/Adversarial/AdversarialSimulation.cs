@@ -24,6 +24,7 @@ namespace ForkSim;
 public sealed class AdversarialSimulation : IDisposable
 {
     private readonly List<AdversarialGuest> _guests = [];
+    private readonly PeerKeys _keys;
     private readonly AdversarialGuest _source;
     private readonly ForkPointId? _point;
     private readonly List<ForkPointId>? _enumerated;
@@ -47,21 +48,8 @@ public sealed class AdversarialSimulation : IDisposable
         Observer = new WireObserver();
         Wire = new Wire(Scheduler, TimeSpan.FromMilliseconds(1), Observer);
 
-        var keys = new DeterministicEntropy(scenario.Seed ^ 0x616476657273UL);
-        PrivateKeyA = new byte[PrivateKey.Size];
-        keys.Fill(PrivateKeyA);
-        byte[] privateKeyB = new byte[PrivateKey.Size];
-        keys.Fill(privateKeyB);
-        using (var a = PrivateKey.Import(PrivateKeyA))
-        using (var b = PrivateKey.Import(privateKeyB))
-        {
-            PublicKeyB = new byte[PublicKey.Size];
-            b.PublicKey.CopyTo(PublicKeyB);
-            byte[] publicKeyA = new byte[PublicKey.Size];
-            a.PublicKey.CopyTo(publicKeyA);
-            PeerB = new PeerBHost(Scheduler, Wire, privateKeyB, publicKeyA, scenario.Seed ^ 0x62UL);
-        }
-        CryptographicOperations.ZeroMemory(privateKeyB);
+        _keys = new PeerKeys(scenario.Seed ^ 0x616476657273UL);
+        PeerB = new PeerBHost(Scheduler, Wire, _keys.PrivateKeyB, _keys.PublicKeyA, scenario.Seed ^ 0x62UL);
         Observer.PeerB = PeerB.Endpoint;
 
         _source = new AdversarialGuest(this, "vm0", 0, counterValue: 100, new ModelEntropy(scenario.Seed * 1000 + 999));
@@ -77,8 +65,8 @@ public sealed class AdversarialSimulation : IDisposable
     internal WireObserver Observer { get; }
     internal Wire Wire { get; }
     internal PeerBHost PeerB { get; }
-    internal byte[] PrivateKeyA { get; }
-    internal byte[] PublicKeyB { get; }
+    internal byte[] PrivateKeyA => _keys.PrivateKeyA;
+    internal byte[] PublicKeyB => _keys.PublicKeyB;
     internal TimeSpan PacketInterval { get; }
 
     /// <summary>Every snapshot point of the scenario's run: the source's observations in its steps up
@@ -218,6 +206,6 @@ public sealed class AdversarialSimulation : IDisposable
             g.Dispose();
         PeerB.Dispose();
         Wire.Dispose();
-        CryptographicOperations.ZeroMemory(PrivateKeyA);
+        _keys.Dispose();
     }
 }
