@@ -34,6 +34,9 @@ internal sealed class DiscardingIo : IDeviceIo
         LastInitiationTicks = 0;
     }
 
+    /// <summary>The engine's call for a checked message (the daemon's InterfaceIo implements it too).</summary>
+    public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to, ulong generation) => SendDatagram(datagram, to);
+
     public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to)
     {
         Sent++;
@@ -176,7 +179,7 @@ internal sealed class GuardedDevice : IDisposable
         Span<byte> receive = stackalloc byte[32];
         Span<byte> remote = stackalloc byte[4];
         long now = Clock.MonotonicNanos;
-        ulong generation = A.HotPathCounter?.Read() ?? 0;
+        ulong generation = A.Fork.Counter?.Read() ?? 0;
         foreach (Peer peer in peers)
         {
             OsRandomGenerator.Instance.Fill(send);

@@ -40,7 +40,7 @@ public class SendPathBenchmarks
         _device.Io.ResetCounts();
         for (int i = 0; i < 16; i++)
             SendPacket();
-        if (_device.Io.Sent != 16 || !ReferenceEquals(_peer.Keypairs.Current, keypair) || _device.A.StaleKeyDrops != 0)
+        if (_device.Io.Sent != 16 || !ReferenceEquals(_peer.Keypairs.Current, keypair) || _device.A.Fork.StaleKeyDrops != 0)
             throw new InvalidOperationException($"send path not in steady state: {_device.Io.Sent} of 16 sent");
     }
 

@@ -133,6 +133,22 @@ public sealed class BlockingNotifierChain
         }
     }
 
+    /// <summary>
+    /// Calls every block whatever each returns or throws: for a notification no subscriber may veto
+    /// (a VM fork has already happened; a higher-priority block that returns Bad or throws must not
+    /// keep the fork guard from clearing). Returns the last block's result.
+    /// </summary>
+    public NotifyResult NotifyAll(ulong action, object? data = null)
+    {
+        lock (_lock)
+        {
+            NotifyResult ret = NotifyResult.Done;
+            foreach (NotifierBlock block in _blocks)
+                ret = Invoke(block, action, data);
+            return ret;
+        }
+    }
+
     // notifier_call_chain(): ret starts as DONE; nr_calls counts the stopping block too.
     private NotifyResult Walk(NotifierBlock[] blocks, ulong action, object? data, int nrToCall, ref int nrCalls)
     {

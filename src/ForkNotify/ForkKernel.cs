@@ -47,6 +47,23 @@ public sealed class ForkKernel
     public GenerationWatchers Watchers { get; }
 
     /// <summary>
+    /// The hot path's pull counter, if there is one: the fork path reads it once, before it reseeds,
+    /// and hands that value down the chain (<see cref="VmForkNotice.PullGeneration"/>); the
+    /// generator's self-check watches it too.
+    /// </summary>
+    public IGenerationCounter? PullCounter
+    {
+        get => Random.PullCounter;
+        set => Random.PullCounter = value;
+    }
+
+    /// <summary>
+    /// Read on the fork path after the pull counter, when the fork's own input is not clone-unique
+    /// (a VMClock counter, a kmsg sequence number): /dev/hwrng where present. Null: none.
+    /// </summary>
+    public ICloneUniqueInput? CloneInput { get; set; }
+
+    /// <summary>
     /// TEST-ONLY negative control. When false, the fork path skips the reseed and the generator's
     /// generation self-check is off too, so restored clones keep emitting identical randomness.
     /// </summary>
@@ -73,26 +90,63 @@ public sealed class ForkKernel
     }
 
     /// <summary>
-    /// The fork path, in this order: reseed the random generator with the ID and fresh entropy,
-    /// advance the generation, tell the watchers, then call the PM chain with
-    /// <see cref="PmEvent.PostVmFork"/>. Returns false and does nothing when the ID equals the last
-    /// one seen (the vmgenid driver's <c>memcmp</c>: hypervisors may notify spuriously).
+    /// The fork path for a driver whose ID is itself clone-unique (vmgenid's new 16-byte ID, the
+    /// virtio-rng fill-on-leak bytes): see <see cref="AddVmForkRandomness(ReadOnlySpan{byte}, bool, string)"/>.
     /// </summary>
-    public bool AddVmForkRandomness(ReadOnlySpan<byte> uniqueVmId)
+    public bool AddVmForkRandomness(ReadOnlySpan<byte> uniqueVmId) =>
+        AddVmForkRandomness(uniqueVmId, idIsCloneUnique: true);
+
+    /// <summary>
+    /// The fork path, in this order: read the pull counter once; if the ID is not clone-unique,
+    /// read <see cref="CloneInput"/>; reseed the random generator with the ID, that input and fresh
+    /// entropy; advance the generation, tell the watchers, then call every block on the PM chain
+    /// with <see cref="PmEvent.PostVmFork"/> and a <see cref="VmForkNotice"/> (no block can veto
+    /// it). Returns false and does nothing when the ID equals the last one seen (the vmgenid
+    /// driver's <c>memcmp</c>: hypervisors may notify spuriously).
+    /// </summary>
+    /// <param name="idIsCloneUnique">Whether <paramref name="vmId"/> differs between sibling clones.</param>
+    public bool AddVmForkRandomness(ReadOnlySpan<byte> vmId, bool idIsCloneUnique, string source = "")
     {
         lock (_forkLock)
         {
-            if (_lastVmId is not null && uniqueVmId.SequenceEqual(_lastVmId))
+            if (_lastVmId is not null && vmId.SequenceEqual(_lastVmId))
                 return false;
-            _lastVmId = uniqueVmId.ToArray();
+            _lastVmId = vmId.ToArray();
+            // Before anything that differs between clones is read: a snapshot after this line makes
+            // a clone whose counter is past this value, so its gate stays shut (see VmForkNotice).
+            ulong pullGeneration = PullCounter?.Read() ?? 0;
+            Span<byte> input = stackalloc byte[32];
+            bool cloneUnique = idIsCloneUnique;
+            if (!cloneUnique && CloneInput is { } extra && extra.TryRead(input))
+                cloneUnique = true;
             if (_reseedRandomOnFork)
-                Random.AddVmForkRandomness(uniqueVmId);
+                Random.AddVmForkRandomness(vmId, cloneUnique && !idIsCloneUnique ? input : []);
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(input);
             ulong generation = Generation.Advance();
-            _logger.LogInformation("vm fork: crng reseeded{Skipped}, generation {Generation}",
-                _reseedRandomOnFork ? "" : " (SKIPPED: test switch)", generation);
+            _logger.LogInformation("vm fork: crng reseeded{Skipped}, generation {Generation}{Unique}",
+                _reseedRandomOnFork ? "" : " (SKIPPED: test switch)", generation,
+                cloneUnique ? "" : " (no input unique to this clone yet: handshakes held)");
             Watchers.GenerationChanged();
-            Pm.CallChain(PmEvent.PostVmFork);
+            Pm.Chain.NotifyAll((ulong)PmEvent.PostVmFork, new VmForkNotice(pullGeneration, cloneUnique, source));
             return true;
+        }
+    }
+
+    /// <summary>
+    /// A clone-unique input that arrives after the fork path ran (the kernel's "crng reseeded due
+    /// to virtual machine fork" record, after which getrandom is fresh; a late /dev/hwrng read):
+    /// reseeds with it and calls the chain again with a clone-unique <see cref="VmForkNotice"/>, so
+    /// held handshakes may go. The generation does not move: it is the same fork.
+    /// </summary>
+    public void AddCloneUniqueRandomness(ReadOnlySpan<byte> input, string source = "")
+    {
+        lock (_forkLock)
+        {
+            ulong pullGeneration = PullCounter?.Read() ?? 0;
+            if (_reseedRandomOnFork)
+                Random.AddVmForkRandomness([], input);
+            _logger.LogInformation("vm fork: clone-unique input from {Source} mixed in", source);
+            Pm.Chain.NotifyAll((ulong)PmEvent.PostVmFork, new VmForkNotice(pullGeneration, CloneUnique: true, source));
         }
     }
 

@@ -32,21 +32,38 @@ public sealed class ForkSafeRandom : IRandomGenerator, IDisposable
     private readonly object _lock = new();
     private readonly VmGeneration _generation;
     private readonly IRandomGenerator _entropy;
-    private readonly byte[] _key = new byte[ChaCha20.KeySize];
-    private readonly byte[] _output = new byte[OutputPerBatch];
+    /// <summary>The kernel reseeds its generator at least this often; so does this one.</summary>
+    public const long ReseedIntervalMillis = 60_000;
+
+    private static readonly byte[] TimerLabel = Encoding.ASCII.GetBytes("ForkNotify.ForkSafeRandom timer");
+    private static readonly byte[] PullLabel = Encoding.ASCII.GetBytes("ForkNotify.ForkSafeRandom pull");
+
+    // Pinned (the pinned object heap never moves them), so the GC leaves no stale copy of the key
+    // behind; zeroed on Dispose.
+    private readonly byte[] _key = GC.AllocateArray<byte>(ChaCha20.KeySize, pinned: true);
+    private readonly byte[] _output = GC.AllocateArray<byte>(OutputPerBatch, pinned: true);
+    private readonly Func<long>? _millis;
     private int _position = OutputPerBatch; // nothing buffered yet
     private ulong _generationSeen;
+    private IGenerationCounter? _pullCounter;
+    private ulong _pullSeen;
+    private long _reseededAt;
 
     /// <summary>
     /// A generator whose initial key is derived from <paramref name="seed"/> (any length; SHA-256 of
     /// a label and the seed), so two generators from one seed give one stream: for deterministic
     /// simulation. <paramref name="entropy"/> is the host entropy every reseed mixes in (default: the
     /// OS); a simulation may pass a deterministic one. It is host state, not part of <see cref="Capture"/>.
+    /// <paramref name="millis"/> is the monotonic clock of the 60 s reseed timer; null (the
+    /// default here, for simulations that must not depend on wall time): no timer.
     /// </summary>
-    public ForkSafeRandom(VmGeneration generation, ReadOnlySpan<byte> seed, IRandomGenerator? entropy = null)
+    public ForkSafeRandom(VmGeneration generation, ReadOnlySpan<byte> seed, IRandomGenerator? entropy = null,
+        Func<long>? millis = null)
     {
         _generation = generation ?? throw new ArgumentNullException(nameof(generation));
         _entropy = entropy ?? OsRandomGenerator.Instance;
+        _millis = millis;
+        _reseededAt = millis?.Invoke() ?? 0;
         using (var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
         {
             sha.AppendData(SeedLabel);
@@ -56,11 +73,13 @@ public sealed class ForkSafeRandom : IRandomGenerator, IDisposable
         _generationSeen = generation.Current;
     }
 
-    /// <summary>A generator seeded with 32 bytes of OS entropy.</summary>
+    /// <summary>A generator seeded with 32 bytes of OS entropy, reseeded from the OS at least every 60 s.</summary>
     public ForkSafeRandom(VmGeneration generation, IRandomGenerator? entropy = null)
     {
         _generation = generation ?? throw new ArgumentNullException(nameof(generation));
         _entropy = entropy ?? OsRandomGenerator.Instance;
+        _millis = static () => Environment.TickCount64;
+        _reseededAt = _millis();
         OsRandomGenerator.Instance.Fill(_key);
         _generationSeen = generation.Current;
     }
@@ -71,6 +90,24 @@ public sealed class ForkSafeRandom : IRandomGenerator, IDisposable
     /// </summary>
     public bool GenerationCheck { get; set; } = true;
 
+    /// <summary>
+    /// The hot path's pull counter, if there is one: the self-check watches it beside the push
+    /// generation, so a fork the hypervisor has signalled only by moving the counter reseeds before
+    /// any output (the push generation moves only when the notification is handled).
+    /// </summary>
+    public IGenerationCounter? PullCounter
+    {
+        get { lock (_lock) return _pullCounter; }
+        set
+        {
+            lock (_lock)
+            {
+                _pullCounter = value;
+                _pullSeen = value?.Read() ?? 0;
+            }
+        }
+    }
+
     /// <summary>Number of reseeds so far (fork or generation check); for tests and diagnostics.</summary>
     public long Reseeds { get; private set; }
 
@@ -80,11 +117,11 @@ public sealed class ForkSafeRandom : IRandomGenerator, IDisposable
         {
             while (true)
             {
-                ulong before = CheckGeneration();
+                (ulong before, ulong pullBefore) = CheckGeneration();
                 Produce(destination);
                 // The vDSO's second check: if a snapshot was taken while we produced, a clone holds
                 // the same bytes; discard them and produce again from the reseeded key.
-                if (!GenerationCheck || _generation.Current == before)
+                if (!GenerationCheck || (_generation.Current == before && (_pullCounter?.Read() ?? 0) == pullBefore))
                     return;
                 CryptographicOperations.ZeroMemory(destination);
             }
@@ -92,15 +129,16 @@ public sealed class ForkSafeRandom : IRandomGenerator, IDisposable
     }
 
     /// <summary>
-    /// <c>add_vmfork_randomness</c> for this generator: mixes the new unique VM ID and 32 fresh
-    /// bytes of host entropy into the key and drops buffered output. The ID is not secret; the
-    /// entropy is what makes clones diverge even if two were given the same ID.
+    /// <c>add_vmfork_randomness</c> for this generator: mixes the new VM ID, an optional
+    /// clone-unique input (a /dev/hwrng digest) and 32 fresh bytes of host entropy into the key and
+    /// drops buffered output. The ID is not secret; what makes sibling clones diverge is an input
+    /// that differs between them (see <see cref="VmForkNotice.CloneUnique"/>).
     /// </summary>
-    public void AddVmForkRandomness(ReadOnlySpan<byte> uniqueVmId)
+    public void AddVmForkRandomness(ReadOnlySpan<byte> uniqueVmId, ReadOnlySpan<byte> cloneInput = default)
     {
         lock (_lock)
         {
-            Reseed(VmForkLabel, uniqueVmId);
+            Reseed(VmForkLabel, uniqueVmId, cloneInput);
         }
     }
 
@@ -109,7 +147,8 @@ public sealed class ForkSafeRandom : IRandomGenerator, IDisposable
     {
         lock (_lock)
         {
-            return new ForkSafeRandomState((byte[])_key.Clone(), (byte[])_output.Clone(), _position, _generationSeen);
+            return new ForkSafeRandomState((byte[])_key.Clone(), (byte[])_output.Clone(), _position, _generationSeen,
+                _pullSeen, _millis is { } millis ? millis() - _reseededAt : 0);
         }
     }
 
@@ -123,6 +162,9 @@ public sealed class ForkSafeRandom : IRandomGenerator, IDisposable
             state.Buffer.CopyTo(_output, 0);
             _position = state.Position;
             _generationSeen = state.GenerationSeen;
+            _pullSeen = state.PullSeen;
+            // The timer's age travels with the state, whatever clock the restoring generator has.
+            _reseededAt = (_millis?.Invoke() ?? 0) - state.ReseedAgeMillis;
         }
     }
 
@@ -137,18 +179,28 @@ public sealed class ForkSafeRandom : IRandomGenerator, IDisposable
         }
     }
 
-    private ulong CheckGeneration()
+    // The pull path: push generation, pull counter and the reseed timer, checked before any output.
+    private (ulong Generation, ulong Pull) CheckGeneration()
     {
         ulong current = _generation.Current;
+        ulong pull = _pullCounter?.Read() ?? 0;
+        Span<byte> word = stackalloc byte[8];
         if (GenerationCheck && current != _generationSeen)
         {
-            Span<byte> generation = stackalloc byte[8];
-            BinaryPrimitives.WriteUInt64LittleEndian(generation, current);
+            BinaryPrimitives.WriteUInt64LittleEndian(word, current);
             // Record the generation before rekeying, as the vDSO does, so a reseed is never skipped.
             _generationSeen = current;
-            Reseed(GenerationLabel, generation);
+            Reseed(GenerationLabel, word, []);
         }
-        return current;
+        if (GenerationCheck && pull != _pullSeen)
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(word, pull);
+            _pullSeen = pull;
+            Reseed(PullLabel, word, []);
+        }
+        if (_millis is { } millis && millis() - _reseededAt >= ReseedIntervalMillis)
+            Reseed(TimerLabel, [], []);
+        return (current, pull);
     }
 
     private void Produce(Span<byte> destination)
@@ -178,8 +230,8 @@ public sealed class ForkSafeRandom : IRandomGenerator, IDisposable
         _position = 0;
     }
 
-    // key' = HMAC-SHA256(key, label || 32 bytes host entropy || input); buffered output is dropped.
-    private void Reseed(byte[] label, ReadOnlySpan<byte> input)
+    // key' = HMAC-SHA256(key, label || 32 bytes host entropy || input || cloneInput); buffered output is dropped.
+    private void Reseed(byte[] label, ReadOnlySpan<byte> input, ReadOnlySpan<byte> cloneInput)
     {
         Span<byte> entropy = stackalloc byte[32];
         _entropy.Fill(entropy);
@@ -188,11 +240,14 @@ public sealed class ForkSafeRandom : IRandomGenerator, IDisposable
             hmac.AppendData(label);
             hmac.AppendData(entropy);
             hmac.AppendData(input);
+            hmac.AppendData(cloneInput);
             hmac.GetHashAndReset(_key);
         }
         CryptographicOperations.ZeroMemory(entropy);
         CryptographicOperations.ZeroMemory(_output);
         _position = OutputPerBatch;
+        if (_millis is { } millis)
+            _reseededAt = millis();
         Reseeds++;
     }
 }

@@ -10,8 +10,11 @@ namespace ForkNotify;
 /// </summary>
 public sealed class ForkSafeRandomState
 {
-    internal ForkSafeRandomState(byte[] key, byte[] buffer, int position, ulong generationSeen)
+    internal ForkSafeRandomState(byte[] key, byte[] buffer, int position, ulong generationSeen, ulong pullSeen,
+        long reseedAgeMillis)
     {
+        PullSeen = pullSeen;
+        ReseedAgeMillis = reseedAgeMillis;
         Key = key;
         Buffer = buffer;
         Position = position;
@@ -27,6 +30,12 @@ public sealed class ForkSafeRandomState
 
     /// <summary>The <see cref="VmGeneration"/> value the generator last reseeded at.</summary>
     public ulong GenerationSeen { get; }
+
+    /// <summary>The pull counter value the generator last checked.</summary>
+    public ulong PullSeen { get; }
+
+    /// <summary>Milliseconds since the reseed timer last ran, at capture.</summary>
+    public long ReseedAgeMillis { get; }
 
     /// <summary>Zeroes the captured key and output.</summary>
     public void Clear()

@@ -15,7 +15,7 @@ namespace ForkSim;
 /// <param name="StalePackets">Transport packets it sent after resuming under keys derived before
 /// the event.</param>
 /// <param name="DataPacketsSent">Transport packets it sent after resuming (any key).</param>
-/// <param name="HotPathDrops">Packets its hot path dropped (<c>TunnelDevice.StaleKeyDrops</c>).</param>
+/// <param name="HotPathDrops">Packets its hot path dropped (<c>TunnelDevice.Fork.StaleKeyDrops</c>).</param>
 /// <param name="SessionsCleared">Times its fork guard cleared every session.</param>
 public sealed record GuestOutcome(
     string Name,

@@ -25,6 +25,7 @@ public sealed record ForkSimulationOptions
 public sealed class ForkSimulation : IDisposable
 {
     private readonly Vmm _vmm;
+    private readonly PeerKeys _keys;
     private readonly List<PeerAWorkload> _workloads = new();
     private readonly Guest _source;
     private readonly PeerAWorkload _sourceWorkload;
@@ -44,27 +45,13 @@ public sealed class ForkSimulation : IDisposable
         Scenario = scenario;
         PacketInterval = TimeSpan.FromTicks(Math.Max(1, (long)(TimeSpan.TicksPerSecond / scenario.PacketsPerSecond)));
 
-        var keys = new DeterministicEntropy(scenario.Seed ^ 0x666f726b73696d4bUL);
-        PrivateKeyA = new byte[PrivateKey.Size];
-        keys.Fill(PrivateKeyA);
-        byte[] privateKeyB = new byte[PrivateKey.Size];
-        keys.Fill(privateKeyB);
-        using (var a = PrivateKey.Import(PrivateKeyA))
-        using (var b = PrivateKey.Import(privateKeyB))
-        {
-            PublicKeyB = new byte[PublicKey.Size];
-            b.PublicKey.CopyTo(PublicKeyB);
-            byte[] publicKeyA = new byte[PublicKey.Size];
-            a.PublicKey.CopyTo(publicKeyA);
-
-            _vmm = Vmm.CreateDeterministic(scenario.Seed);
-            _vmm.Trace.Enabled = options.Trace;
-            Observer = new WireObserver { Log = options.Trace ? new List<string>() : null };
-            Wire = new Wire(_vmm.Scheduler, scenario.WireLatency, Observer, options.LoopbackUdp);
-            PeerB = new PeerBHost(_vmm.Scheduler, Wire, privateKeyB, publicKeyA, scenario.Seed ^ 0x706565722d62UL);
-            Observer.PeerB = PeerB.Endpoint;
-        }
-        System.Security.Cryptography.CryptographicOperations.ZeroMemory(privateKeyB);
+        _keys = new PeerKeys(scenario.Seed ^ 0x666f726b73696d4bUL);
+        _vmm = Vmm.CreateDeterministic(scenario.Seed);
+        _vmm.Trace.Enabled = options.Trace;
+        Observer = new WireObserver { Log = options.Trace ? new List<string>() : null };
+        Wire = new Wire(_vmm.Scheduler, scenario.WireLatency, Observer, options.LoopbackUdp);
+        PeerB = new PeerBHost(_vmm.Scheduler, Wire, _keys.PrivateKeyB, _keys.PublicKeyA, scenario.Seed ^ 0x706565722d62UL);
+        Observer.PeerB = PeerB.Endpoint;
 
         _source = _vmm.Boot(new GuestConfig { Workloads = [CreatePeerA] }, "vm0");
         _sourceWorkload = _workloads[0];
@@ -86,9 +73,9 @@ public sealed class ForkSimulation : IDisposable
 
     internal PeerBHost PeerB { get; }
 
-    internal byte[] PrivateKeyA { get; }
+    internal byte[] PrivateKeyA => _keys.PrivateKeyA;
 
-    internal byte[] PublicKeyB { get; }
+    internal byte[] PublicKeyB => _keys.PublicKeyB;
 
     internal TimeSpan PacketInterval { get; }
 
@@ -151,7 +138,7 @@ public sealed class ForkSimulation : IDisposable
     {
         _eventTime = _vmm.Scheduler.Now;
         _sessionAtEvent = _sourceWorkload.HasLiveSession;
-        _pendingAtSnapshot = _sourceWorkload.Device.PendingTransmits > 0;
+        _pendingAtSnapshot = _sourceWorkload.HeldCount > 0;
         Observer.MarkEvent(_vmm.Scheduler.Now);
     }
 
@@ -207,7 +194,7 @@ public sealed class ForkSimulation : IDisposable
         {
             SenderStats s = Observer.StatsOf(w.Name);
             guests.Add(new GuestOutcome(w.Name, w.ResumedAt ?? eventTime, w.NotifiedAt, s.FirstInitiationAt,
-                s.FirstNewKeyPacketAt, s.StalePackets, s.TransportPackets, w.Device.StaleKeyDrops, w.Guard.SessionsCleared));
+                s.FirstNewKeyPacketAt, s.StalePackets, s.TransportPackets, w.Device.Fork.StaleKeyDrops + w.HeldDrops, w.Guard.SessionsCleared));
         }
         return new ForkScenarioResult
         {
@@ -237,6 +224,6 @@ public sealed class ForkSimulation : IDisposable
         PeerB.Dispose();
         Wire.Dispose();
         _vmm.Dispose();
-        System.Security.Cryptography.CryptographicOperations.ZeroMemory(PrivateKeyA);
+        _keys.Dispose();
     }
 }

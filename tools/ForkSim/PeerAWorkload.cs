@@ -7,8 +7,9 @@ namespace ForkSim;
 /// <summary>
 /// Peer A, the tunnel inside the VM: a <see cref="TunnelDevice"/> whose randomness is the guest
 /// kernel's (<c>ctx.Kernel.Random</c>, copied by a snapshot), whose clock is the scheduler's, with a
-/// <see cref="ForkGuard"/> in the scenario's mode, and deferred transmit so a snapshot can fall
-/// between encryption and transmission. It sends numbered packets to B at the scenario's rate.
+/// <see cref="ForkGuard"/> in the scenario's mode, and its datagrams held until a separate flush
+/// event (as the daemon's UDP batch holds them) so a snapshot can fall between the hot-path check
+/// and the wire. It sends numbered packets to B at the scenario's rate.
 /// Built by the VMM's workload factory for the original guest and for every clone; a clone's
 /// configuration and sessions come from <see cref="RestoreState"/>.
 /// </summary>
@@ -29,6 +30,9 @@ internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
     private readonly Endpoint _endpoint;
     private readonly NotifierBlock _pmBlock;
     private readonly byte[] _packet = new byte[TrafficPacket.Size];
+    // Datagrams the engine handed over and the wire has not taken yet, with the generation the
+    // engine validated (null: a message under no keys). Guest memory: part of the snapshot.
+    private List<HeldDatagram> _held = [];
     private uint _nextSequence;
     private bool _flushScheduled;
     private bool _asleep;
@@ -46,7 +50,6 @@ internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
             Clock = new SchedulerClock(ctx.Scheduler),
             Random = ctx.Kernel.Random,
             Name = "wg0",
-            TransmitMode = TransmitMode.Deferred,
         }, this);
         if (!ctx.IsClone)
             Configure();
@@ -76,6 +79,12 @@ internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
 
     public long RepliesReceived { get; private set; }
 
+    /// <summary>Held datagrams dropped at the flush because the pull counter moved while they waited.</summary>
+    public long HeldDrops { get; private set; }
+
+    /// <summary>Datagrams handed over by the engine and not yet on the wire.</summary>
+    public int HeldCount => _held.Count;
+
     /// <summary>A keypair that can send now.</summary>
     public bool HasLiveSession => Device.Peers.Count > 0 && Device.Peers[0].Keypairs.Current is { CanSend: true };
 
@@ -92,13 +101,14 @@ internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
         Device.AllowedIps.Insert(TrafficPacket.AddressB, 32, b);
     }
 
-    public object CaptureState() => new PeerAState(Device.CaptureState(), _nextSequence);
+    public object CaptureState() => new PeerAState(Device.CaptureState(), _nextSequence, [.. _held]);
 
     public void RestoreState(object state)
     {
         var s = (PeerAState)state;
         Device.RestoreState(s.Device);
         _nextSequence = s.NextSequence;
+        _held = [.. s.Held];
         // A clone is restored with its vCPUs paused and resumes at this very instant.
         ResumedAt = _ctx.Now;
     }
@@ -156,7 +166,7 @@ internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
         ScheduleFlush();
     }
 
-    /// <summary>Stage 2 runs as its own event: another event (a snapshot) may come in between.</summary>
+    /// <summary>The wire takes held datagrams as its own event: another event (a snapshot) may come in between.</summary>
     private void ScheduleFlush()
     {
         if (_flushScheduled)
@@ -168,8 +178,38 @@ internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
     private void Flush()
     {
         _flushScheduled = false;
-        if (!_asleep)
-            Device.FlushTransmits();
+        if (_asleep || _held.Count == 0)
+            return;
+        List<HeldDatagram> held = _held;
+        _held = [];
+        ulong? now = Device.Fork.Counter?.Read();
+        foreach (HeldDatagram d in held)
+        {
+            // The daemon's UdpSendBatch check: the generation the engine validated, compared again.
+            if (d.Generation is { } generation && now is { } current && current != generation)
+            {
+                HeldDrops++;
+                continue;
+            }
+            // The engine's own last-moment rule: what a keypair sealed goes nowhere once that
+            // keypair is zeroed (here: the notification cleared it while the datagram waited).
+            if (d.Generation is not null && !SealedUnderLiveKeypair(d.Bytes))
+                continue;
+            _sim.Wire.Send(_endpoint, d.Bytes, d.To);
+        }
+    }
+
+    private bool SealedUnderLiveKeypair(byte[] datagram)
+    {
+        if (datagram.Length < 8 || datagram[0] != 4 || Device.Peers is not [Peer b, ..])
+            return true;
+        uint index = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(datagram.AsSpan(4));
+        foreach (Keypair? k in new[] { b.Keypairs.Previous, b.Keypairs.Current, b.Keypairs.Next })
+        {
+            if (k is { IsZeroed: false } && k.RemoteIndex == index)
+                return true;
+        }
+        return false;
     }
 
     private NotifyResult OnPmEvent(NotifierBlock block, ulong action, object? data)
@@ -181,7 +221,11 @@ internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
         return NotifyResult.Done;
     }
 
-    void IDeviceIo.SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to) => _sim.Wire.Send(_endpoint, datagram, to);
+    void IDeviceIo.SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to) =>
+        _held.Add(new HeldDatagram(datagram.ToArray(), to, null));
+
+    void IDeviceIo.SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to, ulong generation) =>
+        _held.Add(new HeldDatagram(datagram.ToArray(), to, generation));
 
     void IDeviceIo.DeliverPacket(ReadOnlySpan<byte> ipPacket, Peer from) => RepliesReceived++;
 
@@ -193,5 +237,9 @@ internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
     }
 }
 
-/// <summary>Peer A's part of a VM snapshot: the whole device, and where its traffic counter was.</summary>
-internal sealed record PeerAState(TunnelDeviceState Device, uint NextSequence);
+/// <summary>Peer A's part of a VM snapshot: the whole device, where its traffic counter was, and
+/// the datagrams not yet on the wire.</summary>
+internal sealed record PeerAState(TunnelDeviceState Device, uint NextSequence, HeldDatagram[] Held);
+
+/// <summary>A datagram between the engine and the wire.</summary>
+internal sealed record HeldDatagram(byte[] Bytes, Endpoint To, ulong? Generation);

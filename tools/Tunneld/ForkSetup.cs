@@ -50,7 +50,10 @@ internal static class ForkSetup
             log.LogWarning("no fork source: a VM snapshot restore or clone would go unnoticed");
         else if (choice.PullCounter is null)
             log.LogWarning("{Source} only notifies: a clone may send under the old keys until the notification arrives", choice.Source.Name);
-        protection = new ForkProtection(kernel, mode, choice.Kind, choice.Source, choice.PullCounter, log);
+        // A VMClock (or SysGenID) fork is the same in every sibling clone: /dev/hwrng makes the reseed unique.
+        var hwrng = new HwRngInput();
+        protection = new ForkProtection(kernel, mode, choice.Kind, choice.Source, choice.PullCounter, log,
+            hwrng.IsPresent ? hwrng : null);
         return 0;
     }
 }

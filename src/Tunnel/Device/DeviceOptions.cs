@@ -16,7 +16,4 @@ public sealed class DeviceOptions
 
     /// <summary>The interface name (wg0, ...), used in logs and as the fork guard's watcher name.</summary>
     public string Name { get; init; } = "tunnel";
-
-    /// <summary>Whether stage 2 of the send path runs at once (the daemon) or at <see cref="TunnelDevice.FlushTransmits"/>.</summary>
-    public TransmitMode TransmitMode { get; init; } = TransmitMode.Immediate;
 }

@@ -4,29 +4,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Tunnel.Device;
 
-/// <summary>How a <see cref="TunnelDevice"/> protects its sessions against VM snapshot, restore and clone.</summary>
-public enum ForkGuardMode
-{
-    /// <summary>No protection (the negative control).</summary>
-    Off,
-
-    /// <summary>
-    /// Push: on PostVmFork, HibernationPrepare and SuspendPrepare clear every session (keys
-    /// zeroed); after a fork start new handshakes at once. Racy: a clone runs, and may send, before
-    /// the notification arrives.
-    /// </summary>
-    Notifier,
-
-    /// <summary>
-    /// Pull: every keypair records the pull counter; the send path checks it between encrypting
-    /// and transmitting and drops what a stale keypair encrypted. Closes the race; rekeys lazily.
-    /// </summary>
-    HotPath,
-
-    /// <summary>Both: the hot path closes the race, the notifier rekeys proactively.</summary>
-    Both,
-}
-
 /// <summary>
 /// Wires a <see cref="TunnelDevice"/> to a guest kernel's fork signals (issue 6). The notifier
 /// side is the kernel's wg_pm_notification and wg_vm_notification in one callback, stronger than
@@ -43,14 +20,18 @@ public sealed class ForkGuard : IDisposable
     private readonly GenerationWatcher? _watcher;
     private readonly IGenerationCounter? _pullCounter;
     private long _sessionsCleared;
+    private long _heldForks;
+    private volatile bool _holding;
     private int _disposed;
 
     /// <param name="pullCounter">Required for <see cref="ForkGuardMode.HotPath"/> and
     /// <see cref="ForkGuardMode.Both"/>; it should be a counter the hypervisor moves before the
     /// guest resumes (vmgenid CTRA, virtio-rng copy-on-leak word, VMClock).</param>
+    /// <param name="startGeneration">The pull counter as the caller read it at start-up (one read
+    /// for the whole start); null: the guard reads it once.</param>
     /// <exception cref="ArgumentException">A hot-path mode without a pull counter.</exception>
     public ForkGuard(TunnelDevice device, ForkKernel kernel, ForkGuardMode mode,
-        IGenerationCounter? pullCounter = null, ILogger? logger = null)
+        IGenerationCounter? pullCounter = null, ILogger? logger = null, ulong? startGeneration = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(kernel);
@@ -69,13 +50,15 @@ public sealed class ForkGuard : IDisposable
         if (hotPath)
         {
             _pullCounter = pullCounter;
-            device.HotPathCounter = pullCounter;
+            device.Fork.Counter = pullCounter;
+            // The fork path reads it before each reseed and hands the value down the chain.
+            kernel.PullCounter ??= pullCounter;
             // A device restored from a snapshot already carries the generation its randomness was
             // reseeded for (the guest's memory); the clone's counter has moved past it, and the
             // gate must stay shut until the clone's own notification. Only a device that never
-            // had a gate starts from the counter's current value.
-            if (!device.ReseedGateEnabled)
-                device.MarkRandomReseeded(pullCounter!.Read());
+            // had a gate starts from the counter's value at start-up.
+            if (!device.Fork.GateEnabled)
+                device.Fork.MarkRandomReseeded(startGeneration ?? pullCounter!.Read());
         }
         _watcher = kernel.Watchers.Register(device.Name);
         // HotPath alone subscribes too: to acknowledge (from the moment the pull counter moved no
@@ -98,6 +81,21 @@ public sealed class ForkGuard : IDisposable
     /// <summary>Times an event made the guard clear every session.</summary>
     public long SessionsCleared => Interlocked.Read(ref _sessionsCleared);
 
+    /// <summary>
+    /// True from a fork whose reseed took in no input unique to this clone until one arrives:
+    /// handshakes are held (sibling clones may hold the same generator). Shown in the UAPI.
+    /// </summary>
+    public bool HoldingHandshakes => _holding;
+
+    /// <summary>Forks after which handshakes were held for want of a clone-unique input.</summary>
+    public long HeldForks => Interlocked.Read(ref _heldForks);
+
+    /// <summary>
+    /// TEST-ONLY negative control: when false, every fork counts as clone-unique (the rule of issue
+    /// 14 off), so the gate opens after a reseed from inputs every sibling clone shares.
+    /// </summary>
+    public bool RequireCloneUniqueInput { get; init; } = true;
+
     /// <summary>The device's watcher (null in <see cref="ForkGuardMode.Off"/>).</summary>
     public GenerationWatcher? Watcher => _watcher;
 
@@ -110,8 +108,8 @@ public sealed class ForkGuard : IDisposable
         _watcher?.Dispose();
         if (_pullCounter is not null)
         {
-            _device.HotPathCounter = null;
-            _device.ClearReseedGate();
+            _device.Fork.Counter = null;
+            _device.Fork.ClearGate();
         }
     }
 
@@ -123,21 +121,14 @@ public sealed class ForkGuard : IDisposable
             switch ((PmEvent)action)
             {
                 case PmEvent.PostVmFork:
-                    // The fork path reseeds the kernel's generator before it calls the chain, so
-                    // from here on handshakes are fresh in every clone.
-                    if (_pullCounter is not null)
-                        _device.MarkRandomReseeded(_pullCounter.Read());
-                    if (Mode == ForkGuardMode.HotPath)
-                        SendDeferredHandshakes();
-                    else
-                        ClearSessions(rekey: true, keepMadeAt: _pullCounter?.Read());
+                    OnVmFork(data as VmForkNotice);
                     break;
                 case PmEvent.HibernationPrepare:
                 case PmEvent.SuspendPrepare:
-                    // The image (or RAM) may be resumed more than once: no key may survive it. After
-                    // resume, wait for traffic as the kernel does: a suspended laptop needs no session.
-                    if (Mode != ForkGuardMode.HotPath)
-                        ClearSessions(rekey: false, keepMadeAt: null);
+                    // The image (or RAM) may be resumed more than once, and a hibernation image
+                    // resumed twice moves no VM counter: no key may survive it, whatever the mode.
+                    // After resume, wait for traffic as the kernel does.
+                    ClearSessions(rekey: false, keepMadeAt: null);
                     break;
                 default:
                     return NotifyResult.Done;
@@ -150,6 +141,41 @@ public sealed class ForkGuard : IDisposable
             _logger.LogError(e, "{Device}: fork guard failed to handle PM event {Action}", _device.Name, action);
             return NotifyResult.Done;
         }
+    }
+
+    /// <summary>
+    /// A fork: the reseed gate opens for the generation the reseed was for, and only if the reseed
+    /// took in an input unique to this clone; clearing (Notifier, Both) happens either way.
+    /// </summary>
+    private void OnVmFork(VmForkNotice? notice)
+    {
+        // Without a notice (a caller other than the kernel's fork path) nothing proves the reseed.
+        bool unique = notice is { CloneUnique: true } || (!RequireCloneUniqueInput && notice is not null);
+        if (unique)
+        {
+            if (_pullCounter is not null)
+                _device.Fork.MarkRandomReseeded(notice!.PullGeneration);
+            _device.Fork.ReleaseHandshakes();
+            if (_holding)
+                _logger.LogInformation("{Device}: clone-unique input from {Source}: handshakes released",
+                    _device.Name, notice!.Source);
+            _holding = false;
+        }
+        else
+        {
+            _device.Fork.HoldHandshakes();
+            if (!_holding)
+                Interlocked.Increment(ref _heldForks);
+            _holding = true;
+            _logger.LogWarning("{Device}: VM fork ({Source}) reseeded from nothing unique to this clone: "
+                + "handshakes held until /dev/hwrng, the kernel's fork reseed or a new vmgenid ID", _device.Name,
+                notice?.Source ?? "unknown");
+        }
+        if (Mode != ForkGuardMode.HotPath)
+            ClearSessions(rekey: true, keepMadeAt: unique && _pullCounter is not null ? notice!.PullGeneration : null);
+        // What the gate held back (HotPath's lazy rekey; any mode's handshakes held for a unique input).
+        if (unique)
+            SendDeferredHandshakes();
     }
 
     /// <param name="keepMadeAt">With a pull counter (Both): its value now. Sessions started at it
@@ -173,7 +199,6 @@ public sealed class ForkGuard : IDisposable
             // is moot: the next one may leave as soon as the responder will take it.
             peer.ResetLastSentHandshake();
         }
-        _device.DropZeroedTransmits();
         Interlocked.Increment(ref _sessionsCleared);
         _logger.LogInformation("{Device}: cleared every session ({Reason})", _device.Name,
             rekey ? "VM fork" : "suspend/hibernate");
@@ -187,7 +212,7 @@ public sealed class ForkGuard : IDisposable
         }
     }
 
-    /// <summary>HotPath alone: the handshakes the hot path wanted while the randomness was stale.</summary>
+    /// <summary>The handshakes wanted while the randomness was stale or not yet clone-unique.</summary>
     private void SendDeferredHandshakes()
     {
         foreach (Peer peer in _device.Peers)

@@ -1,5 +1,28 @@
 namespace Tunnel.Device;
 
+/// <summary>How a <see cref="TunnelDevice"/> protects its sessions against VM snapshot, restore and clone.</summary>
+public enum ForkGuardMode
+{
+    /// <summary>No protection (the negative control).</summary>
+    Off,
+
+    /// <summary>
+    /// Push: on PostVmFork, HibernationPrepare and SuspendPrepare clear every session (keys
+    /// zeroed); after a fork start new handshakes at once. Racy: a clone runs, and may send, before
+    /// the notification arrives.
+    /// </summary>
+    Notifier,
+
+    /// <summary>
+    /// Pull: every keypair records the pull counter; the send path checks it between encrypting
+    /// and transmitting and drops what a stale keypair encrypted. Closes the race; rekeys lazily.
+    /// </summary>
+    HotPath,
+
+    /// <summary>Both: the hot path closes the race, the notifier rekeys proactively.</summary>
+    Both,
+}
+
 /// <summary>The names the command line and the UAPI use for a <see cref="ForkGuardMode"/>.</summary>
 public static class ForkGuardModes
 {

@@ -112,20 +112,6 @@ public sealed class ReplayFilter
         return copy;
     }
 
-    /// <summary>True when both filters would answer every future counter identically (same exact state).</summary>
-    public bool HasSameState(ReplayFilter other)
-    {
-        ArgumentNullException.ThrowIfNull(other);
-        if (ReferenceEquals(other, this))
-            return true;
-        ReplayFilter snapshot = other.Clone();
-        lock (_lock)
-        {
-            return _greatestPlusOne == snapshot._greatestPlusOne
-                && ((ReadOnlySpan<ulong>)_ring).SequenceEqual(snapshot._ring);
-        }
-    }
-
     /// <summary>Writes the exact state (for the device's state digest).</summary>
     internal void WriteState(BinaryWriter writer)
     {

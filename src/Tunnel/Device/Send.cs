@@ -78,11 +78,10 @@ public sealed partial class Peer
         keypair is not null && keypair.CanSend && !keypair.IsExpired(now);
 
     /// <summary>
-    /// Stage 1 of the send path: encrypts <paramref name="packet"/> (empty = keepalive) under
-    /// <paramref name="keypair"/>, padded to 16, into a transmit slot, which stage 2
-    /// (<see cref="Transmit"/>) checks and sends, at once or, in deferred mode, at the next
-    /// <see cref="TunnelDevice.FlushTransmits"/>. False if the keypair's counters are used up
-    /// (REJECT_AFTER_MESSAGES): it is then barred from sending and the caller stages the packet.
+    /// Encrypts <paramref name="packet"/> (empty = keepalive) under <paramref name="keypair"/>,
+    /// padded to 16, and hands it to <see cref="Transmit"/> (hot-path check, then the network).
+    /// False if the keypair's counters are used up (REJECT_AFTER_MESSAGES): it is then barred from
+    /// sending and the caller stages the packet.
     /// </summary>
     private bool EncryptAndSend(Keypair keypair, ReadOnlySpan<byte> packet, long now)
     {
@@ -96,20 +95,10 @@ public sealed partial class Peer
 
         int padded = MessageTransport.PaddedLength(packet.Length, _device.Mtu);
         int size = MessageTransport.MessageSize(padded);
-        var slot = new TransmitSlot
-        {
-            Buffer = ArrayPool<byte>.Shared.Rent(size),
-            Length = size,
-            To = to,
-            Keypair = keypair,
-            Generation = keypair.CreatedGeneration,
-            Counter = counter,
-            IsData = packet.Length != 0,
-        };
-        bool deferred = false;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(size);
         try
         {
-            Span<byte> message = slot.Buffer.AsSpan(0, size);
+            Span<byte> message = buffer.AsSpan(0, size);
             MessageTransport.WriteHeader(message, keypair.RemoteIndex, counter);
             Span<byte> content = message.Slice(MessageTransport.ContentOffset, padded);
             packet.CopyTo(content);
@@ -117,21 +106,19 @@ public sealed partial class Peer
             Span<byte> nonce = stackalloc byte[12];
             WriteNonce(nonce, counter);
             TransportAead.Seal(message[MessageTransport.ContentOffset..], content, nonce, keypair.SendKey);
-
-            if (_device.TransmitMode == TransmitMode.Deferred)
+            Transmit(new TransmitSlot
             {
-                _device.EnqueueTransmit(slot);
-                deferred = true;
-            }
-            else
-            {
-                Transmit(slot);
-            }
+                Message = message,
+                To = to,
+                Keypair = keypair,
+                Generation = keypair.CreatedGeneration,
+                Counter = counter,
+                IsData = packet.Length != 0,
+            });
         }
         finally
         {
-            if (!deferred)
-                ArrayPool<byte>.Shared.Return(slot.Buffer);
+            ArrayPool<byte>.Shared.Return(buffer);
         }
         return true;
     }
@@ -152,8 +139,7 @@ public sealed partial class Peer
     {
         Span<byte> message = stackalloc byte[MessageInitiation.Size];
         long now = _device.Clock.MonotonicNanos;
-        Endpoint to;
-        bool hasEndpoint;
+        HandshakeTail tail;
         lock (_lock)
         {
             if (_removed || _handshake is null || !_handshake.CanHandshake)
@@ -169,10 +155,15 @@ public sealed partial class Peer
                     Volatile.Write(ref _retransmitHandshakeDeadline, _initiationNotBeforeNanos);
                 return;
             }
-            if (!_device.RandomIsFresh)
+            // One read of the pull counter: the gate decision and the generation recorded.
+            if (!_device.Fork.TryBeginHandshake(out ulong generation))
             {
-                // Forked and not yet reseeded: the fork guard sends it after the reseed.
+                // Forked and not yet reseeded with an input unique to this VM: the fork guard sends
+                // it after the reseed. Until then the retransmit timer retries it, and gives up
+                // after REKEY_ATTEMPT_TIME as for an initiation that is never answered.
                 _handshakeDeferred = true;
+                if (Volatile.Read(ref _retransmitHandshakeDeadline) == Never)
+                    TimersHandshakeInitiated(now);
                 return;
             }
             _handshakeDeferred = false;
@@ -187,7 +178,7 @@ public sealed partial class Peer
             Tai64N timestamp = Tai64N.FromDateTime(_device.Clock.UtcNow);
             if (!timestamp.After(_lastSentTimestamp))
                 timestamp = _lastSentTimestamp.NextWhitened();
-            ulong generation = _device.HotPathCounter?.Read() ?? 0;
+            generation = _device.Fork.HandshakeGeneration(generation);
             if (!NoiseProtocol.CreateInitiation(_handshake, index, timestamp, _device.Random, message))
             {
                 _device.Indexes.Remove(index, this);
@@ -196,18 +187,10 @@ public sealed partial class Peer
             _handshakeIndex = index;
             _lastSentTimestamp = timestamp;
             _handshakeGeneration = generation;
-            _cookieGenerator.AddMacs(message, TunnelDevice.ToTimeSpan(now));
-            to = _endpoint;
-            hasEndpoint = _hasEndpoint;
+            tail = FinishHandshakeMessageLocked(message, now, generation);
         }
 
-        if (hasEndpoint)
-        {
-            _device.Io.SendDatagram(message, to);
-            AddTx(message.Length);
-        }
-        TimersAnyAuthenticatedPacketTraversal(now);
-        TimersAnyAuthenticatedPacketSent();
+        TransmitHandshakeMessage(message, tail, now);
         TimersHandshakeInitiated(now);
     }
 
@@ -216,19 +199,18 @@ public sealed partial class Peer
     {
         Span<byte> message = stackalloc byte[MessageResponse.Size];
         long now = _device.Clock.MonotonicNanos;
-        Endpoint to;
-        bool hasEndpoint;
+        HandshakeTail tail;
         lock (_lock)
         {
             if (_removed || _handshake is null)
                 return;
             // Forked and not yet reseeded: our ephemeral key would be every clone's. The initiator
             // retries after REKEY_TIMEOUT.
-            if (!_device.RandomIsFresh)
+            if (!_device.Fork.TryBeginHandshake(out ulong generation))
                 return;
             FreeHandshakeIndexLocked();
             uint index = _device.Indexes.Insert(this);
-            _handshakeGeneration = _device.HotPathCounter?.Read() ?? 0;
+            _handshakeGeneration = _device.Fork.HandshakeGeneration(generation);
             if (!NoiseProtocol.CreateResponse(_handshake, index, _device.Random, message))
             {
                 _device.Indexes.Remove(index, this);
@@ -237,17 +219,36 @@ public sealed partial class Peer
             _handshakeIndex = index;
             if (!DeriveKeypairLocked(now))
                 return;
-            _cookieGenerator.AddMacs(message, TunnelDevice.ToTimeSpan(now));
-            to = _endpoint;
-            hasEndpoint = _hasEndpoint;
+            tail = FinishHandshakeMessageLocked(message, now, _handshakeGeneration);
         }
 
-        if (hasEndpoint)
+        TimersSessionDerived(now);
+        TransmitHandshakeMessage(message, tail, now);
+    }
+
+    /// <summary>Where a finished handshake message goes, and the generation it was made in.</summary>
+    private readonly record struct HandshakeTail(Endpoint To, bool HasEndpoint, ulong Generation);
+
+    /// <summary>Under the peer lock: mac1/mac2 on a made handshake message, and where it goes.</summary>
+    private HandshakeTail FinishHandshakeMessageLocked(Span<byte> message, long now, ulong generation)
+    {
+        _cookieGenerator.AddMacs(message, TunnelDevice.ToTimeSpan(now));
+        return new HandshakeTail(_endpoint, _hasEndpoint, generation);
+    }
+
+    /// <summary>
+    /// Outside the lock: the hot-path check (a snapshot between the gate and here would make every
+    /// clone send the same ephemeral), the network, and the timers every authenticated send runs.
+    /// </summary>
+    private void TransmitHandshakeMessage(ReadOnlySpan<byte> message, in HandshakeTail tail, long now)
+    {
+        if (!_device.Fork.IsCurrent(tail.Generation))
+            return;
+        if (tail.HasEndpoint)
         {
-            _device.Io.SendDatagram(message, to);
+            _device.Io.SendDatagram(message, tail.To, tail.Generation);
             AddTx(message.Length);
         }
-        TimersSessionDerived(now);
         TimersAnyAuthenticatedPacketTraversal(now);
         TimersAnyAuthenticatedPacketSent();
     }

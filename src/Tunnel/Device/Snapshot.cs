@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net;
 using Tunnel.Crypto;
 
@@ -39,9 +38,7 @@ public sealed partial class TunnelDevice
                 state.LoadWindowCount = _loadWindowCount;
                 state.UnderLoadUntil = _underLoadUntil;
             }
-            state.StaleKeyDrops = StaleKeyDrops;
-            state.ReseedGate = _reseedGate;
-            state.ReseededGeneration = Volatile.Read(ref _reseededGeneration);
+            state.Fork = Fork.Capture();
             state.RateLimiter = _rateLimiter.Capture();
 
             Peer[] peers = _peerList;
@@ -54,18 +51,6 @@ public sealed partial class TunnelDevice
                     indexes.Add(new IndexCapture(entry.Key, peer, slot));
             }
             state.Indexes = [.. indexes];
-
-            lock (_transmitLock)
-            {
-                var transmits = new List<TransmitCapture>(_pendingTransmits.Count);
-                foreach (TransmitSlot t in _pendingTransmits)
-                {
-                    if (Locate(peers, t.Keypair) is (int peer, KeypairSlot slot))
-                        transmits.Add(new TransmitCapture(peer, slot, t.Message.ToArray(), t.To, t.Generation, t.Counter, t.IsData));
-                    // else: its keypair was retired (zeroed), so stage 2 would drop it anyway.
-                }
-                state.Transmits = [.. transmits];
-            }
         }
         return state;
     }
@@ -73,7 +58,7 @@ public sealed partial class TunnelDevice
     /// <summary>
     /// Replaces this device's whole state with <paramref name="state"/> (which is only read, so
     /// many devices can be restored from one state). The device keeps its own clock, randomness,
-    /// I/O, name, transmit mode and hot-path counter: the host provides those, as a restored VM
+    /// I/O, name and hot-path counter: the host provides those, as a restored VM
     /// gets the host's clock and (if the guard works) a reseeded generator. Given the same inputs
     /// and the same host-provided randomness, a restored device behaves exactly as the captured one
     /// would have, which is exactly the danger a VM fork creates.
@@ -86,7 +71,6 @@ public sealed partial class TunnelDevice
         lock (_configLock)
         {
             RemoveAllPeers();
-            DropAllTransmits();
             Indexes.Clear();
             AllowedIps.Clear();
 
@@ -103,11 +87,7 @@ public sealed partial class TunnelDevice
                 _loadWindowCount = state.LoadWindowCount;
                 _underLoadUntil = state.UnderLoadUntil;
             }
-            Interlocked.Exchange(ref _staleKeyDrops, state.StaleKeyDrops);
-            // The guest's memory says which generation its randomness was last reseeded for; a
-            // clone's counter has moved past it, so its gate stays shut until its own PostVmFork.
-            Volatile.Write(ref _reseededGeneration, state.ReseededGeneration);
-            _reseedGate = state.ReseedGate;
+            Fork.Restore(state.Fork);
             _rateLimiter.Restore(state.RateLimiter);
 
             var peers = new Peer[state.Peers.Length];
@@ -128,23 +108,6 @@ public sealed partial class TunnelDevice
                     Indexes.TryInsertAt(entry.Index, target);
             }
 
-            foreach (TransmitCapture t in state.Transmits)
-            {
-                if (peers[t.Peer].KeypairIn(t.Slot) is not { } keypair)
-                    continue;
-                byte[] buffer = ArrayPool<byte>.Shared.Rent(t.Message.Length);
-                t.Message.CopyTo(buffer, 0);
-                EnqueueTransmit(new TransmitSlot
-                {
-                    Buffer = buffer,
-                    Length = t.Message.Length,
-                    To = t.To,
-                    Keypair = keypair,
-                    Generation = t.Generation,
-                    Counter = t.Counter,
-                    IsData = t.IsData,
-                });
-            }
         }
     }
 

@@ -9,7 +9,7 @@ public sealed partial class TunnelDevice
     /// indexes, last timestamps received and sent, generation, a hash of the Noise state), the
     /// cookie generator, the keypairs (indexes, send counters, replay windows, sendability,
     /// generation), the timers, the endpoint, the counters and staged packets; and the device's
-    /// index count, rate-limiter size, pending transmits and stale-key drops. Two equal digests
+    /// index count, rate-limiter size and stale-key drops. Two equal digests
     /// mean no input changed anything; tests use it to prove bad input is dropped without effect.
     /// Key material enters only hashed, and the digest never leaves the assembly.
     /// </summary>
@@ -22,8 +22,7 @@ public sealed partial class TunnelDevice
             // message with a valid mac1 must count towards it, good or bad.
             writer.Write(Indexes.Count);
             writer.Write(_rateLimiter.Count);
-            writer.Write(PendingTransmits);
-            writer.Write(StaleKeyDrops);
+            writer.Write(Fork.StaleKeyDrops);
             foreach (Peer peer in Volatile.Read(ref _peerList))
                 peer.WriteState(writer);
         }

@@ -49,7 +49,6 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
         Random = options.Random;
         _logger = options.Logger;
         Name = options.Name;
-        TransmitMode = options.TransmitMode;
         Io = io;
         Indexes = new IndexTable<object>(Random);
         _rateLimiter = new RateLimiter(Clock);
@@ -59,6 +58,9 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
 
     /// <summary>The interface name, for logs and the fork guard's watcher.</summary>
     public string Name { get; }
+
+    /// <summary>Fork safety's one seam into the engine: the hot-path counter, the reseed gate, stale drops.</summary>
+    public ForkSeam Fork { get; } = new();
 
     internal IClock Clock { get; }
     internal ILogger Logger => _logger;
@@ -264,22 +266,19 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
 
     /// <summary>
     /// Zeroes the handshake and the previous/current/next keypairs of every peer (the kernel's PM
-    /// notifier: wg_noise_handshake_clear + wg_noise_keypairs_clear), and drops every message
-    /// encrypted under them that is still waiting for stage 2. Packets staged for a handshake are
-    /// plaintext and stay: they go out under the next session.
+    /// notifier: wg_noise_handshake_clear + wg_noise_keypairs_clear). Packets staged for a
+    /// handshake are plaintext and stay: they go out under the next session.
     /// </summary>
     public void ClearAllSessions()
     {
         foreach (Peer peer in Volatile.Read(ref _peerList))
             peer.ClearSessions();
-        DropZeroedTransmits();
     }
 
     public void Dispose()
     {
         RemoveAllPeers();
         Rcu.Barrier(TimeSpan.FromSeconds(1)); // data threads still inside a section zero the rest as they leave
-        DropAllTransmits();
         lock (_configLock)
         {
             _cookieChecker?.Dispose();

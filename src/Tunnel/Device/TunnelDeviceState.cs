@@ -9,7 +9,7 @@ namespace Tunnel.Device;
 /// <see cref="TunnelDevice.CaptureState"/>: the private key, the peers with their configuration,
 /// handshakes, keypairs (keys, send counters, replay windows, creation time and generation,
 /// indexes), cookie state, timers, endpoints, counters and staged packets, the index table, the
-/// rate limiter, and the messages encrypted but not yet transmitted. Immutable once made, so any
+/// rate limiter, and the fork seam's reseed gate. Immutable once made, so any
 /// number of devices may be restored from it. Key material sits in pinned buffers that
 /// <see cref="Dispose"/> zeroes; the object never prints it.
 /// </summary>
@@ -22,9 +22,6 @@ public sealed class TunnelDeviceState : IDisposable
 
     /// <summary>Peers in the snapshot.</summary>
     public int PeerCount => Peers.Length;
-
-    /// <summary>Messages encrypted (stage 1) and not yet transmitted when the snapshot was taken.</summary>
-    public int PendingTransmitCount => Transmits.Length;
 
     public bool IsDisposed => _disposed;
 
@@ -39,13 +36,10 @@ public sealed class TunnelDeviceState : IDisposable
     internal long LoadWindowStart;
     internal int LoadWindowCount;
     internal long UnderLoadUntil;
-    internal long StaleKeyDrops;
-    internal bool ReseedGate;
-    internal ulong ReseededGeneration;
+    internal ForkSeamState Fork;
     internal RateLimiterState RateLimiter = null!;
     internal PeerCapture[] Peers = [];
     internal IndexCapture[] Indexes = [];
-    internal TransmitCapture[] Transmits = [];
 
     /// <summary>A pinned copy of <paramref name="secret"/>, zeroed when this state is disposed.</summary>
     internal byte[] Secret(ReadOnlySpan<byte> secret)
@@ -90,9 +84,10 @@ public sealed class TunnelDeviceState : IDisposable
             w.Write(LoadWindowStart);
             w.Write(LoadWindowCount);
             w.Write(UnderLoadUntil);
-            w.Write(StaleKeyDrops);
-            w.Write(ReseedGate);
-            w.Write(ReseededGeneration);
+            w.Write(Fork.StaleKeyDrops);
+            w.Write(Fork.Gate);
+            w.Write(Fork.ReseededGeneration);
+            w.Write(Fork.Held);
             foreach (var b in RateLimiter.V4.OrderBy(b => b.Key))
                 w.Write($"{b.Key}/{b.LastNanos}/{b.Tokens}");
             foreach (var b in RateLimiter.V6.OrderBy(b => b.Key))
@@ -102,11 +97,6 @@ public sealed class TunnelDeviceState : IDisposable
                 p.Write(w);
             foreach (IndexCapture i in Indexes.OrderBy(i => i.Index))
                 w.Write($"{i.Index}/{i.Peer}/{i.Slot}");
-            foreach (TransmitCapture t in Transmits)
-            {
-                w.Write($"{t.Peer}/{t.Slot}/{t.To}/{t.Generation}/{t.Counter}/{t.IsData}");
-                WriteBytes(w, t.Message);
-            }
         }
         return SHA256.HashData(stream.ToArray());
     }
@@ -132,10 +122,6 @@ internal enum KeypairSlot
 
 /// <summary>One index-table entry: a peer's pending handshake (<see cref="KeypairSlot.None"/>) or one of its keypairs.</summary>
 internal readonly record struct IndexCapture(uint Index, int Peer, KeypairSlot Slot);
-
-/// <summary>A message between the two stages of the send path.</summary>
-internal readonly record struct TransmitCapture(int Peer, KeypairSlot Slot, byte[] Message, Endpoint To,
-    ulong Generation, ulong Counter, bool IsData);
 
 internal sealed class HandshakeCapture
 {

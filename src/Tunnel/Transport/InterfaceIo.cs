@@ -48,7 +48,7 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
     }
 
     /// <summary>The fork guard's hot-path counter, if the engine has one.</summary>
-    public IGenerationCounter? GenerationCounter => Device?.HotPathCounter;
+    public IGenerationCounter? GenerationCounter => Device?.Fork.Counter;
 
     /// <summary>Datagrams a <see cref="UdpSendBatch"/> dropped because the VM generation moved while it held them.</summary>
     public long StaleBatchDrops => Interlocked.Read(ref _staleBatchDrops);
@@ -87,7 +87,17 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
     public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to)
     {
         if (t_batch is { } batch)
-            batch.Add(this, datagram, to);
+            batch.Add(this, datagram, to, GenerationCounter?.Read() ?? 0);
+        else
+            SendNow(datagram, to);
+    }
+
+    /// <summary>A message whose keys the engine just found current at <paramref name="generation"/>:
+    /// a batch holding it checks that value again before the send.</summary>
+    public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to, ulong generation)
+    {
+        if (t_batch is { } batch)
+            batch.Add(this, datagram, to, generation);
         else
             SendNow(datagram, to);
     }

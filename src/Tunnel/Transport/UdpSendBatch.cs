@@ -10,11 +10,12 @@ namespace Tunnel.Transport;
 /// order of datagrams never changes. Owned by one thread; <see cref="Flush"/> at the end of each
 /// read, so nothing is held while the thread waits for the next one.
 /// <para>The fork guard's hot path checks each transport message against the VM generation just
-/// before it is handed to <see cref="InterfaceIo.SendDatagram"/>, that is, before it lands here.
-/// So that holding messages does not widen the window between that check and the wire, the batch
-/// reads the same counter when it takes its first message and again just before the send, and
-/// drops everything it holds if the counter moved (the next packet's own check then expires the
-/// keys and starts a handshake).</para>
+/// before it is handed to <see cref="InterfaceIo.SendDatagram(ReadOnlySpan{byte}, in Endpoint, ulong)"/>,
+/// that is, before it lands here. So that holding messages does not widen the window between that
+/// check and the wire, each message comes with the generation that check validated (not a new
+/// read: a snapshot between the check and here would pass one); the batch holds messages of one
+/// generation only, reads the counter once just before the send, and drops everything it holds if
+/// it moved (the next packet's own check then expires the keys and starts a handshake).</para>
 /// </summary>
 internal sealed class UdpSendBatch
 {
@@ -31,14 +32,15 @@ internal sealed class UdpSendBatch
     private int _length;
     private bool _closed; // the last datagram was short: nothing may follow it in this send
     private bool _gso = true;
-    private ulong _generation; // the hot-path counter when the first held datagram came in
+    private ulong _generation; // the generation the engine validated for the held datagrams
 
     /// <summary>Holds <paramref name="datagram"/> for <paramref name="to"/>, sending what is held
     /// first when it cannot join them.</summary>
-    public void Add(InterfaceIo io, ReadOnlySpan<byte> datagram, in Endpoint to)
+    public void Add(InterfaceIo io, ReadOnlySpan<byte> datagram, in Endpoint to, ulong generation)
     {
         if (_count > 0 && (_closed || datagram.Length > _segmentSize || _count == MaxSegments
-                           || _length + datagram.Length > MaxBytes || !_destination.Equals(to)))
+                           || _length + datagram.Length > MaxBytes || !_destination.Equals(to)
+                           || generation != _generation))
             Flush(io);
         if (datagram.Length > MaxBytes)
         {
@@ -49,7 +51,7 @@ internal sealed class UdpSendBatch
         {
             _destination = to;
             _segmentSize = datagram.Length;
-            _generation = io.GenerationCounter?.Read() ?? 0;
+            _generation = generation;
         }
         else if (datagram.Length < _segmentSize)
         {

@@ -49,10 +49,11 @@ public sealed class ForkProtectionTests : IDisposable
         var source = new VmClockSource(page.Path, Poll);
         Assert.True(source.Probe().IsAvailable);
         var kernel = new ForkKernel();
-        using var protection = new ForkProtection(kernel, ForkGuardMode.Both, ForkSourceKind.VmClock, source, source);
+        using var protection = new ForkProtection(kernel, ForkGuardMode.Both, ForkSourceKind.VmClock, source, source,
+            cloneInput: HwRng());
         using var pair = new DevicePair(randomA: protection.Random);
         protection.Attach(pair.A);
-        Assert.Same(source, pair.A.HotPathCounter);
+        Assert.Same(source, pair.A.Fork.Counter);
 
         var keys = Keys(protection);
         Assert.Equal("both", keys["fork_mode"]);
@@ -142,7 +143,7 @@ public sealed class ForkProtectionTests : IDisposable
         using var protection = new ForkProtection(kernel, ForkGuardMode.Off, ForkSourceKind.VmClock, null);
         using var pair = new DevicePair(randomA: protection.Random);
         protection.Attach(pair.A);
-        Assert.Null(pair.A.HotPathCounter);
+        Assert.Null(pair.A.Fork.Counter);
         Assert.Empty(kernel.Pm.Chain.Blocks);
         var keys = Keys(protection);
         Assert.Equal("off", keys["fork_mode"]);
@@ -183,9 +184,50 @@ public sealed class ForkProtectionTests : IDisposable
         Thread.Sleep(100); // many poll intervals: a running watcher would have reported it
 
         Assert.Equal(0, protection.Events);
-        Assert.Null(pair.A.HotPathCounter);
+        Assert.Null(pair.A.Fork.Counter);
         Assert.Empty(kernel.Pm.Chain.Blocks);
         Assert.Equal(VmClockSource.Unreadable, source.Read()); // the page is unmapped
+    }
+
+    /// <summary>A stand-in /dev/hwrng: a file of random bytes, longer than one read.</summary>
+    private HwRngInput HwRng()
+    {
+        string path = File("hwrng");
+        System.IO.File.WriteAllBytes(path, System.Security.Cryptography.RandomNumberGenerator.GetBytes(HwRngInput.ReadLength * 2));
+        return new HwRngInput(path);
+    }
+
+    [Fact]
+    public void A_vmclock_fork_without_a_clone_unique_input_holds_handshakes_until_one_arrives()
+    {
+        // Issue 14 point 1: a VMClock counter is the same in every sibling clone, and so is
+        // getrandom until the guest kernel reseeds. Without /dev/hwrng, nothing makes the reseed
+        // unique, so the guard clears but sends no initiation, and says so.
+        using var page = new VmClockPageFile(File("vmclock0"), GenFlags, 41);
+        var source = new VmClockSource(page.Path, Poll);
+        Assert.True(source.Probe().IsAvailable);
+        var kernel = new ForkKernel();
+        using var protection = new ForkProtection(kernel, ForkGuardMode.Both, ForkSourceKind.VmClock, source, source);
+        using var pair = new DevicePair(randomA: protection.Random);
+        protection.Attach(pair.A);
+        pair.Handshake();
+        Assert.Equal("none", Keys(protection)["fork_clone_input"]);
+        Assert.Equal("0", Keys(protection)["fork_handshakes_held"]);
+
+        pair.Clock.Advance(TimeSpan.FromSeconds(1));
+        page.PostRestore();
+        WaitFor(() => protection.Forks == 1, "the vmclock bump never reached the fork path");
+
+        Assert.Null(pair.PeerB.Keypairs.Current); // cleared all the same
+        Assert.Empty(pair.IoA.Sent);
+        pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 1, 80));
+        Assert.Empty(pair.IoA.Sent);
+        Assert.Equal("1", Keys(protection)["fork_handshakes_held"]);
+
+        // The kernel's own reseed evidence (its kmsg line) arrives: getrandom is fresh, they go.
+        kernel.AddCloneUniqueRandomness("random: crng reseeded due to virtual machine fork"u8, "kmsg");
+        Assert.Equal(MessageType.Initiation, Assert.Single(pair.IoA.Sent).Type);
+        Assert.Equal("0", Keys(protection)["fork_handshakes_held"]);
     }
 
     [Fact]
@@ -205,6 +247,7 @@ public sealed class ForkProtectionTests : IDisposable
         int peer = text.IndexOf("public_key=", StringComparison.Ordinal);
         Assert.True(port >= 0 && mode > port && peer > mode, text);
         Assert.Contains("fork_source=none\nfork_generation=0\nfork_generation_handled=0\nfork_outdated_watchers=0\n" +
-            "fork_events=0\nfork_sessions_cleared=0\nfork_stale_key_drops=0\npublic_key=", text);
+            "fork_events=0\nfork_sessions_cleared=0\nfork_stale_key_drops=0\nfork_clone_input=none\n" +
+            "fork_handshakes_held=0\npublic_key=", text);
     }
 }

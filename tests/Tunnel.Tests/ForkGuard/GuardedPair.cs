@@ -15,11 +15,11 @@ internal sealed class GuardedPair : IDisposable
 {
     private byte _vmId = 1;
 
-    public GuardedPair(ForkGuardMode mode, TransmitMode transmitA = TransmitMode.Immediate, int seed = 1)
+    public GuardedPair(ForkGuardMode mode, int seed = 1)
     {
         Kernel = new ForkKernel(new byte[32], entropy: new SeededRandom(seed + 5000));
         Kernel.SetBootVmId(VmId(_vmId));
-        Pair = new DevicePair(seed, randomA: Kernel.Random, transmitA: transmitA);
+        Pair = new DevicePair(seed, randomA: Kernel.Random);
         bool hotPath = mode is ForkGuardMode.HotPath or ForkGuardMode.Both;
         Guard = new ForkGuard(Pair.A, Kernel, mode, hotPath ? Counter : null);
     }
@@ -29,7 +29,7 @@ internal sealed class GuardedPair : IDisposable
     public ForkGuard Guard { get; }
 
     /// <summary>The hypervisor-updated pull counter (moved before the guest runs again).</summary>
-    public VmGeneration Counter { get; } = new(7);
+    public TrippingCounter Counter { get; } = new(7);
 
     public TunnelDevice A => Pair.A;
     public Peer PeerB => Pair.PeerB;

@@ -33,7 +33,7 @@ public sealed class NotifierModeTests
         using var g = new GuardedPair(ForkGuardMode.Off);
         Assert.Empty(g.Kernel.Pm.Chain.Blocks);
         Assert.Empty(g.Kernel.Watchers.Watchers);
-        Assert.Null(g.A.HotPathCounter);
+        Assert.Null(g.A.Fork.Counter);
         (_, Keypair current) = TwoSessions(g);
         byte[] digest = g.A.StateDigest();
 
@@ -200,23 +200,6 @@ public sealed class NotifierModeTests
     }
 
     [Fact]
-    public void Messages_encrypted_under_a_cleared_session_and_not_yet_sent_are_dropped()
-    {
-        using var g = new GuardedPair(ForkGuardMode.Notifier, TransmitMode.Deferred);
-        g.Pair.Handshake();
-        g.Send(1);
-        g.Send(2);
-        Assert.Equal(2, g.A.PendingTransmits);
-
-        g.Fork();
-
-        Assert.Equal(0, g.A.PendingTransmits);
-        Assert.Equal(MessageType.Initiation, Assert.Single(g.Pair.IoA.Sent).Type);
-        Assert.Equal(0, g.A.FlushTransmits());
-        Assert.DoesNotContain(g.Pair.IoA.Sent, d => d.Type == MessageType.Transport);
-    }
-
-    [Fact]
     public void A_peer_without_a_session_gets_no_handshake_after_a_fork()
     {
         using var g = new GuardedPair(ForkGuardMode.Notifier);
@@ -263,17 +246,17 @@ public sealed class NotifierModeTests
         // The hypervisor moved the counter; the notification is still on its way.
         g.MoveCounter();
         g.Send(1);
-        Assert.Equal(1, g.A.StaleKeyDrops);
+        Assert.Equal(1, g.A.Fork.StaleKeyDrops);
         // Nothing leaves: not the packet, and not an initiation whose ephemeral key would come from
         // a generator every clone still shares.
         Assert.Empty(g.Pair.IoA.Sent);
-        Assert.False(g.A.RandomIsFresh);
+        Assert.False(g.A.Fork.TryBeginHandshake(out _));
 
         // The notification arrives: everything is zeroed, and acknowledged.
         g.Kernel.AddVmForkRandomness(GuardedPair.VmId(99));
         Assert.True(old.IsZeroed && IsZero(old.SendKey));
         Assert.Equal(0, g.Kernel.Watchers.OutdatedCount);
-        Assert.True(g.A.RandomIsFresh);
+        Assert.True(g.A.Fork.TryBeginHandshake(out _));
         Assert.Equal(MessageType.Initiation, Assert.Single(g.Pair.IoA.Sent).Type);
         g.Pair.Pump();
         g.Send(2);
@@ -291,7 +274,7 @@ public sealed class NotifierModeTests
         g.Guard.Dispose();
         Assert.Empty(g.Kernel.Pm.Chain.Blocks);
         Assert.Empty(g.Kernel.Watchers.Watchers);
-        Assert.Null(g.A.HotPathCounter);
+        Assert.Null(g.A.Fork.Counter);
         g.Pair.Dispose();
     }
 }

@@ -44,7 +44,7 @@ public sealed class UdpBatchTests
         sent.Add(Datagram(6, 1000)); // and this one goes in a send of its own
         var batch = new UdpSendBatch();
         foreach (var datagram in sent)
-            batch.Add(io, datagram, to);
+            batch.Add(io, datagram, to, 0);
         batch.Flush(io);
 
         using var received = new UdpReceiveBatch();
@@ -75,24 +75,50 @@ public sealed class UdpBatchTests
         receiver.ReceiveTimeout = 10_000;
         var io = new InterfaceIo(null!, sender, NullLogger.Instance);
         var counter = new Counter { Value = 7 };
-        using var device = new TunnelDevice(new DeviceOptions(), io) { HotPathCounter = counter };
+        using var device = new TunnelDevice(new DeviceOptions(), io) { Fork = { Counter = counter } };
         io.Device = device;
         var to = new Endpoint(IPAddress.Loopback.GetAddressBytes(), ((IPEndPoint)receiver.LocalEndPoint!).Port);
 
         var batch = new UdpSendBatch();
-        batch.Add(io, Datagram(1, 500), to);
-        batch.Add(io, Datagram(2, 500), to);
+        batch.Add(io, Datagram(1, 500), to, 7);
+        batch.Add(io, Datagram(2, 500), to, 7);
         counter.Value = 8; // cloned while they waited
         batch.Flush(io);
         Assert.Equal(2, io.StaleBatchDrops);
 
         // Same generation from start to send: it goes out; it is the first thing to arrive.
         var marker = Datagram(3, 100);
-        batch.Add(io, marker, to);
+        batch.Add(io, marker, to, 8);
         batch.Flush(io);
         var buffer = new byte[2000];
         var n = receiver.Receive(buffer);
         Assert.Equal(marker, buffer[..n]);
         Assert.Equal(2, io.StaleBatchDrops);
+    }
+
+    [Fact]
+    public void ADatagramValidatedBeforeASnapshotAndHeldAfterItIsDropped()
+    {
+        // The engine checked generation 7; the snapshot fell between its check and the batch, so the
+        // batch first sees the clone's 8. It must compare with 7, not take 8 as its start.
+        using var sender = UdpBind.Open(0);
+        var io = new InterfaceIo(null!, sender, NullLogger.Instance);
+        var counter = new Counter { Value = 8 };
+        using var device = new TunnelDevice(new DeviceOptions(), io) { Fork = { Counter = counter } };
+        io.Device = device;
+        var to = new Endpoint(IPAddress.Loopback.GetAddressBytes(), 9);
+
+        InterfaceIo.BeginBatch(new UdpSendBatch());
+        try
+        {
+            io.SendDatagram(Datagram(1, 500), to, generation: 7);
+            io.FlushBatch();
+        }
+        finally
+        {
+            InterfaceIo.BeginBatch(null!); // the batch is per thread: leave none behind
+        }
+
+        Assert.Equal(1, io.StaleBatchDrops);
     }
 }

@@ -55,13 +55,11 @@ internal sealed class DevicePair : IDisposable
     public List<Datagram> History { get; } = [];
 
     /// <param name="randomA">A's randomness (default: seeded from <paramref name="seed"/>), e.g. a guest kernel's.</param>
-    /// <param name="transmitA">A's transmit mode (deferred: A's transport messages wait for FlushTransmits).</param>
-    public DevicePair(int seed = 1, bool bKnowsA = false, ForkNotify.IRandomGenerator? randomA = null,
-        TransmitMode transmitA = TransmitMode.Immediate)
+    public DevicePair(int seed = 1, bool bKnowsA = false, ForkNotify.IRandomGenerator? randomA = null)
     {
         A = new TunnelDevice(new DeviceOptions
         {
-            Clock = Clock, Random = randomA ?? new SeededRandom(seed), Name = "a", TransmitMode = transmitA,
+            Clock = Clock, Random = randomA ?? new SeededRandom(seed), Name = "a",
         }, IoA);
         B = new TunnelDevice(new DeviceOptions { Clock = Clock, Random = new SeededRandom(seed + 1000) }, IoB);
         var keys = new SeededRandom(seed + 2000);
@@ -88,7 +86,6 @@ internal sealed class DevicePair : IDisposable
     public int Pump(Endpoint? fromA = null)
     {
         int delivered = 0;
-        A.FlushTransmits();
         while (IoA.Sent.Count > 0 || IoB.Sent.Count > 0)
         {
             foreach (Datagram d in IoA.TakeSent())
@@ -103,7 +100,6 @@ internal sealed class DevicePair : IDisposable
                 A.ReceiveDatagram(d.Bytes, EndpointB);
                 delivered++;
             }
-            A.FlushTransmits();
         }
         return delivered;
     }

@@ -2,10 +2,9 @@ using System.Globalization;
 using ForkNotify;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Tunnel.Device;
 using Tunnel.Uapi;
 
-namespace Tunnel.Transport;
+namespace Tunnel.Device;
 
 /// <summary>
 /// The fork protection of one running interface, put together by the daemon: a guest-kernel model
@@ -37,10 +36,13 @@ public sealed class ForkProtection : IUapiExtraKeys, IDisposable
     /// <param name="source">Probed, not started; this object starts it on <see cref="Attach"/> and
     /// disposes it. Null: nothing reports forks (the guard still handles suspend events).</param>
     /// <param name="pullCounter">Required for the hot-path modes (VMClock's counter).</param>
+    /// <param name="cloneInput">Read on the fork path when the source's own event is not
+    /// clone-unique (VMClock, SysGenID): /dev/hwrng where present. Null: none; handshakes are then
+    /// held after such a fork until a clone-unique input arrives.</param>
     /// <exception cref="ArgumentException">A hot-path mode without a pull counter, or a source
     /// with <see cref="ForkGuardMode.Off"/>.</exception>
     public ForkProtection(ForkKernel kernel, ForkGuardMode mode, ForkSourceKind sourceKind, IForkSource? source,
-        IGenerationCounter? pullCounter = null, ILogger? logger = null)
+        IGenerationCounter? pullCounter = null, ILogger? logger = null, ICloneUniqueInput? cloneInput = null)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         if (!Enum.IsDefined(mode))
@@ -55,7 +57,20 @@ public sealed class ForkProtection : IUapiExtraKeys, IDisposable
         _source = source;
         _pullCounter = pullCounter;
         _log = logger ?? NullLogger.Instance;
+        if (cloneInput is not null)
+            _kernel.CloneInput = cloneInput;
+        _kernel.PullCounter = pullCounter;
     }
+
+    /// <summary>
+    /// Whether an event of <paramref name="kind"/> is itself proof that the reseed is clone-unique:
+    /// a kmsg "crng reseeded due to virtual machine fork" record or a NEW_VMGENID uevent come after
+    /// the guest kernel has reseeded, so getrandom (which the reseed draws) is fresh in each clone.
+    /// A VMClock or SysGenID counter is the same in every sibling clone. An event carrying a VM ID
+    /// (vmgenid) is unique by that ID.
+    /// </summary>
+    public static bool EventIsCloneUnique(ForkSourceKind kind, ForkEvent fork) =>
+        fork.VmId is not null || kind is ForkSourceKind.Kmsg or ForkSourceKind.Uevent;
 
     public ForkGuardMode Mode { get; }
 
@@ -87,10 +102,12 @@ public sealed class ForkProtection : IUapiExtraKeys, IDisposable
         if (_device is not null)
             throw new InvalidOperationException("already attached");
         _device = device;
-        // The generation we start in is not a fork: with it recorded, a repeat of it is ignored.
-        if (_source is not null && _pullCounter is not null)
-            _kernel.SetBootVmId(VmForkId.ForGeneration(_source.Name, _pullCounter.Read()));
-        _guard = new ForkGuard(device, _kernel, Mode, _pullCounter, _log);
+        // One read for the whole start: the generation we start in is not a fork (with it recorded,
+        // a repeat of it is ignored), and the gate opens for exactly that value.
+        ulong? start = _pullCounter?.Read();
+        if (_source is not null && start is { } generation)
+            _kernel.SetBootVmId(VmForkId.ForGeneration(_source.Name, generation));
+        _guard = new ForkGuard(device, _kernel, Mode, _pullCounter, _log, start);
         _source?.Start(OnFork);
         _log.LogInformation("{Device}: fork guard {Mode}, source {Source}", device.Name, ForkGuardModes.Name(Mode),
             _source?.Name ?? "none");
@@ -103,7 +120,7 @@ public sealed class ForkProtection : IUapiExtraKeys, IDisposable
         // Nonces (for sources without a counter) come from the OS: the kernel's own generator is
         // the one every clone still shares until this very call reseeds it.
         var id = VmForkId.For(fork, OsRandomGenerator.Instance);
-        if (_kernel.AddVmForkRandomness(id))
+        if (_kernel.AddVmForkRandomness(id, EventIsCloneUnique(SourceKind, fork), fork.Source))
         {
             Interlocked.Increment(ref _forks);
             _log.LogInformation("VM fork reported by {Source} ({Detail}): generation {Generation} handled",
@@ -118,7 +135,10 @@ public sealed class ForkProtection : IUapiExtraKeys, IDisposable
     /// <summary>
     /// <c>fork_mode</c>, <c>fork_source</c>, <c>fork_generation</c>, <c>fork_generation_handled</c>,
     /// <c>fork_outdated_watchers</c>, <c>fork_events</c>, <c>fork_sessions_cleared</c>,
-    /// <c>fork_stale_key_drops</c>, and with a pull counter <c>fork_pull_counter</c>.
+    /// <c>fork_stale_key_drops</c>, <c>fork_clone_input</c> (what makes a VMClock or SysGenID
+    /// fork's reseed clone-unique: the /dev/hwrng path or <c>none</c>), <c>fork_handshakes_held</c>
+    /// (1 while a fork's reseed had nothing unique to this clone), and with a pull counter
+    /// <c>fork_pull_counter</c>.
     /// </summary>
     public void AddExtraKeys(List<KeyValuePair<string, string>> keys)
     {
@@ -129,7 +149,9 @@ public sealed class ForkProtection : IUapiExtraKeys, IDisposable
         keys.Add(Number("fork_outdated_watchers", (ulong)_kernel.Watchers.OutdatedCount));
         keys.Add(Number("fork_events", (ulong)Events));
         keys.Add(Number("fork_sessions_cleared", (ulong)(_guard?.SessionsCleared ?? 0)));
-        keys.Add(Number("fork_stale_key_drops", (ulong)(_device?.StaleKeyDrops ?? 0)));
+        keys.Add(Number("fork_stale_key_drops", (ulong)(_device?.Fork.StaleKeyDrops ?? 0)));
+        keys.Add(new("fork_clone_input", _kernel.CloneInput?.Name ?? "none"));
+        keys.Add(Number("fork_handshakes_held", _guard is { HoldingHandshakes: true } ? 1UL : 0UL));
         if (_pullCounter is not null)
             keys.Add(Number("fork_pull_counter", _pullCounter.Read()));
     }

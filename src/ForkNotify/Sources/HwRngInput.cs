@@ -1,0 +1,49 @@
+using System.Security.Cryptography;
+
+namespace ForkNotify;
+
+/// <summary>
+/// Host entropy a snapshot cannot copy: /dev/hwrng (virtio-rng on Firecracker and QEMU). The guest
+/// driver may hold a few prefetched bytes that the snapshot copied (the hw_random core's buffer is
+/// a cache line or two, virtio-rng's at most a page), so it reads <see cref="ReadLength"/> bytes,
+/// well past any such buffer, and hashes them all: the tail comes from the host after the resume.
+/// </summary>
+public sealed class HwRngInput(string path = HwRngInput.DefaultPath) : ICloneUniqueInput
+{
+    public const string DefaultPath = "/dev/hwrng";
+
+    /// <summary>Bytes read per fork: 16 KiB, four pages past the largest driver buffer.</summary>
+    public const int ReadLength = 16 * 1024;
+
+    public string Name => path;
+
+    /// <summary>True when the device exists (it may still refuse reads).</summary>
+    public bool IsPresent => File.Exists(path);
+
+    public bool TryRead(Span<byte> digest)
+    {
+        byte[] buffer = new byte[ReadLength];
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.None);
+            int total = 0;
+            while (total < buffer.Length)
+            {
+                int n = stream.Read(buffer, total, buffer.Length - total);
+                if (n <= 0)
+                    return false;
+                total += n;
+            }
+            SHA256.HashData(buffer, digest);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(buffer);
+        }
+    }
+}
