@@ -35,7 +35,7 @@ public sealed class CaptureCoverageTests
         [
             "<CreatedGeneration>k__BackingField", "<CreatedNanos>k__BackingField", "<ReplayFilter>k__BackingField",
             "_canSend", "_keys", "_sendNonce",
-            "_zeroed", // folded into CanSend: a zeroed keypair is restored unable to send
+            "_retired", // folded into CanSend: a retired keypair is restored unable to send
         ],
         [typeof(ForkSeam)] = ["_gate", "_held", "_reseededGeneration", "_staleKeyDrops"],
     };
@@ -49,13 +49,18 @@ public sealed class CaptureCoverageTests
             "<Clock>k__BackingField", "<Io>k__BackingField", "<Name>k__BackingField", "<Random>k__BackingField", "_logger",
             "_configLock", "_loadLock", // locks
             "_peers", "_identity", // rebuilt by AddPeer and SetPrivateKey from what is captured
+            "<Rcu>k__BackingField", // the host's data threads and their read-side sections
         ],
         [typeof(Peer)] =
         [
             "_device", "_lock",
             "_removed", // a removed peer is not in the peer list, so never captured
         ],
-        [typeof(Keypair)] = ["<Peer>k__BackingField"], // the peer it is restored into
+        [typeof(Keypair)] =
+        [
+            "<Peer>k__BackingField", // the peer it is restored into
+            "_keysZeroed", // the host's deferred zeroing; the restored keypair gets fresh key buffers
+        ],
         [typeof(ForkSeam)] =
         [
             "_counter", // the hypervisor's word: the host provides it
