@@ -123,3 +123,21 @@ internal static unsafe partial class LibC
 
     public static int LastError => Marshal.GetLastPInvokeError();
 }
+
+// ---- vmgenid (/dev/mem) interop: VmGenIdSource only. One block so it can move as a whole. ----
+// open/mmap/munmap/close above are reused; /dev/mem is opened without O_SYNC on purpose (see VmGenIdSource).
+internal static partial class LibC
+{
+    public const int EPERM = 1;
+    public const int ENOENT = 2;
+    public const int EACCES = 13;
+    public const int SEEK_END = 2;
+
+    /// <summary>A regular file's size (tests' stand-in for /dev/mem); /dev/mem itself refuses SEEK_END.</summary>
+    [LibraryImport(Lib, EntryPoint = "lseek", SetLastError = true)]
+    public static partial long LSeek(int fd, long offset, int whence);
+
+    [LibraryImport(Lib, EntryPoint = "geteuid")]
+    public static partial uint GetEuid();
+}
+// ---- end of vmgenid interop ----
