@@ -99,7 +99,8 @@ log "guest: kernel $kver, initramfs $(($(stat -c %s "$work/initramfs.cpio") / 10
 # ---- one namespace: tap (fixed MAC), wireguard-go peer, capture ----
 # net_up NAME: namespace $tag-NAME with tap0 10.77.0.1, peer wg 10.78.0.1, capture $work/NAME.pcap
 net_up() {
-  local ns="$tag-$1" wg="$tag$1"
+  # Interface names have 15 bytes: the run's first three letters and the VM's letter.
+  local ns="$tag-$1" wg="$tag${1:0:3}${1: -1}"
   ip netns add "$ns" || return 1
   namespaces+=("$ns")
   ip -n "$ns" link set lo up
@@ -183,9 +184,14 @@ run_mode() {
   python3 "$here/qmp.py" wait-paused "$work/$run-a.qmp" "$work/$run-b.qmp" 180 || return 1
   local conts
   conts=$(python3 "$here/qmp.py" cont "$work/$run-a.qmp" "$work/$run-b.qmp") || return 1
-  ping_from "$run-a"; ping_from "$run-b"
   log "$name: clones running"
-  sleep "${TUNNEL_VMFORK_CLONE_SECONDS:-8}"
+  # The clones' peers are fresh wireguard-go processes with no session, which would start a
+  # handshake at once. A real peer keeps its session and starts none, so traffic from the peer
+  # side (and with it any handshake the peer starts) begins only after a while: until then, what
+  # the clones send is up to their own fork handling.
+  sleep "${TUNNEL_VMFORK_PEER_DELAY:-2}"
+  ping_from "$run-a"; ping_from "$run-b"
+  sleep "${TUNNEL_VMFORK_CLONE_SECONDS:-6}"
   kill "$clone_a" "$clone_b" 2>/dev/null; wait "$clone_a" "$clone_b" 2>/dev/null
   sleep 0.5 # tcpdump writes with -U; let the last frames land
   # shellcheck disable=SC2086 # two numbers
