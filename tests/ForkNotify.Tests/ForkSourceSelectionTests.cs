@@ -10,11 +10,18 @@ public sealed class ForkSourceSelectionTests
     private static readonly HostKernel WithVmGenId = new("6.18.44", HasVmGenIdDriver: true);
     private static readonly HostKernel WithoutVmGenId = new("6.18.44", HasVmGenIdDriver: false);
 
-    private static ForkSourcePaths Paths(TempDir tmp) => new()
+    internal static ForkSourcePaths Paths(TempDir tmp) => new()
     {
         VmClock = tmp.File("vmclock0"),
         SysGenId = tmp.File("sysgenid"),
         Kmsg = tmp.File("kmsg"),
+        VmGenId = new VmGenIdPaths
+        {
+            Memory = tmp.File("mem"),
+            AcpiTables = tmp.File("tables"),
+            FwCfgAddress = tmp.File("vmgenid_addr"),
+            DeviceTree = tmp.File("devicetree"),
+        },
     };
 
     [Fact]
@@ -33,8 +40,8 @@ public sealed class ForkSourceSelectionTests
         Assert.Same(choice.Source, choice.PullCounter);
         Assert.Equal(41UL, choice.PullCounter!.Read());
         Assert.Equal(ForkSourceSelection.AutoOrder, choice.Candidates.Select(c => c.Kind));
-        Assert.Contains("No such file", choice.Candidates[1].Availability.Reason);          // sysgenid
-        Assert.Contains("vmclock comes first", choice.Candidates[2].Availability.Reason);   // kmsg: usable
+        Assert.Contains("No such file", choice.Candidates[2].Availability.Reason);          // sysgenid
+        Assert.Contains("vmclock comes first", choice.Candidates[3].Availability.Reason);   // kmsg: usable
         string line = choice.Describe();
         Assert.Contains($"fork source (auto): vmclock ({tmp.File("vmclock0")}), a pull counter", line);
         Assert.Contains("sysgenid: not available", line);
@@ -54,7 +61,7 @@ public sealed class ForkSourceSelectionTests
         Assert.IsType<KmsgSource>(choice.Source);
         Assert.Null(choice.PullCounter);
         Assert.Contains("push notifications only", choice.Describe());
-        Assert.Contains("kernel 6.18.44 sends no NEW_VMGENID uevent", choice.Candidates[3].Availability.Reason);
+        Assert.Contains("kernel 6.18.44 sends no NEW_VMGENID uevent", choice.Candidates[4].Availability.Reason);
     }
 
     [Fact]
@@ -68,8 +75,8 @@ public sealed class ForkSourceSelectionTests
         Assert.Equal(ForkSourceKind.None, choice.Kind);
         Assert.Null(choice.Source);
         Assert.Null(choice.Failure); // auto finding nothing is not an error
-        Assert.Contains("never logs a VM fork", choice.Candidates[2].Availability.Reason);
-        Assert.StartsWith("fork source (auto): none; vmclock: not available", choice.Describe());
+        Assert.Contains("never logs a VM fork", choice.Candidates[3].Availability.Reason);
+        Assert.StartsWith("fork source (auto): none; vmgenid: not available", choice.Describe());
     }
 
     [Fact]
@@ -78,7 +85,7 @@ public sealed class ForkSourceSelectionTests
         using var tmp = new TempDir(); // no vmclock, sysgenid or kmsg file
         var choice = ForkSourceSelection.Choose(null, Paths(tmp), new HostKernel("6.8.0-31-generic", true));
         using var source = choice.Source;
-        ForkSourceCandidate uevent = choice.Candidates[3];
+        ForkSourceCandidate uevent = choice.Candidates[4];
         if (!uevent.Availability.IsAvailable)
         {
             // A sandbox without netlink: the socket is the reason, never the kernel version.
@@ -125,7 +132,7 @@ public sealed class ForkSourceSelectionTests
         var choice = ForkSourceSelection.Choose(null, Paths(tmp), WithVmGenId);
         using var source = choice.Source;
         Assert.Equal(ForkSourceKind.Kmsg, choice.Kind);
-        Assert.Contains("VM_GEN_COUNTER_PRESENT", choice.Candidates[0].Availability.Reason);
+        Assert.Contains("VM_GEN_COUNTER_PRESENT", choice.Candidates[1].Availability.Reason);
     }
 
     [Theory]
@@ -139,13 +146,13 @@ public sealed class ForkSourceSelectionTests
         Assert.Equal(sends, new HostKernel(release, true).SendsVmGenIdUevents);
 
     [Fact]
-    public void Kind_names_round_trip_and_only_vmclock_is_a_pull_counter()
+    public void Kind_names_round_trip_and_only_vmclock_and_vmgenid_are_pull_counters()
     {
         foreach (ForkSourceKind kind in Enum.GetValues<ForkSourceKind>())
         {
             Assert.True(ForkSourceKinds.TryParse(ForkSourceKinds.Name(kind), out ForkSourceKind parsed));
             Assert.Equal(kind, parsed);
-            Assert.Equal(kind == ForkSourceKind.VmClock, ForkSourceKinds.HasPullCounter(kind));
+            Assert.Equal(kind is ForkSourceKind.VmClock or ForkSourceKind.VmGenId, ForkSourceKinds.HasPullCounter(kind));
         }
         Assert.False(ForkSourceKinds.TryParse("auto", out _));
         Assert.False(ForkSourceKinds.TryParse("VMCLOCK", out _));

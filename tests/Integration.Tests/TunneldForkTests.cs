@@ -81,12 +81,12 @@ public sealed class TunneldForkTests : IDisposable
         using var __ = b;
         using var page = new VmClockPageFile(Path.Combine(_dir, "vmclock0"), VmClockAbi.FlagVmGenCounterPresent, 41);
         var capture = WireCapture.Start(b, "veth-b");
-        // No --fork-source: auto finds the page first (vmclock is tried first) and the default mode is both.
+        // No --fork-source: auto finds the page (vmgenid, tried first, finds no ID on this host) and the default mode is both.
         var (tunneld, daemon) = StartTunneldA(a, "--vmclock-path", page.Path);
         StartWireguardGoB(b);
         Ping(a, "10.200.0.2", daemon: daemon);
 
-        Assert.Contains($"fork source (auto): vmclock ({page.Path}), a pull counter; sysgenid: not available", daemon.Output);
+        Assert.Contains($"fork source (auto): vmclock ({page.Path}), a pull counter; vmgenid: not available", daemon.Output);
         Assert.Contains("fork guard mode both (default with a pull counter)", daemon.Output);
         var keys = UapiDeviceKeys(tunneld);
         Assert.Equal("both", keys["fork_mode"]);
@@ -185,7 +185,7 @@ public sealed class TunneldForkTests : IDisposable
 
     [Theory]
     [InlineData(2, "--fork-mode: 'sideways' is not one of off|notifier|hotpath|both", "--fork-mode", "sideways")]
-    [InlineData(2, "--fork-source: 'floppy' is not one of auto|none|vmclock|sysgenid|kmsg|uevent", "--fork-source", "floppy")]
+    [InlineData(2, "--fork-source: 'floppy' is not one of auto|none|vmclock|sysgenid|kmsg|uevent|vmgenid", "--fork-source", "floppy")]
     [InlineData(2, "--fork-mode both needs a pull counter", "--fork-mode", "both", "--fork-source", "kmsg")]
     [InlineData(2, "--fork-mode hotpath needs a pull counter", "--fork-mode=hotpath", "--fork-source=none")]
     [InlineData(2, "--fork-mode needs a value", "--fork-mode")]
@@ -194,8 +194,10 @@ public sealed class TunneldForkTests : IDisposable
     [InlineData(2, "--kmsg-path is for --fork-source kmsg", "--fork-source", "vmclock", "--kmsg-path", "/dev/null")]
     [InlineData(2, "unknown option '--fork-modes'", "--fork-modes", "both")]
     [InlineData(1, "--fork-source vmclock: vmclock (/nonexistent/vmclock0): not available", "--fork-source", "vmclock", "--vmclock-path", "/nonexistent/vmclock0")]
+    // vmgenid is a pull counter, so hotpath with it passes the command line; no host here lets it map the ID.
+    [InlineData(1, "--fork-source vmgenid: vmgenid (/dev/mem): not available: ", "--fork-mode", "hotpath", "--fork-source", "vmgenid")]
     // auto finds no pull counter (no page there, and no real /dev/vmclock0 on these machines): both cannot be had.
-    [InlineData(2, "--fork-mode both needs a pull counter (vmclock) and this host has none: fork source (auto)", "--fork-mode", "both", "--vmclock-path", "/nonexistent/vmclock0")]
+    [InlineData(2, "--fork-mode both needs a pull counter (vmgenid or vmclock) and this host has none: fork source (auto)", "--fork-mode", "both", "--vmclock-path", "/nonexistent/vmclock0")]
     public void Bad_fork_options_fail_clearly_and_create_nothing(int exitCode, string message, params string[] options)
     {
         var name = NetNs.UniqueInterfaceName("tf");

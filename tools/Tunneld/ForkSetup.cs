@@ -38,12 +38,14 @@ internal static class ForkSetup
         if (ForkGuardModes.NeedsPullCounter(mode) && choice.PullCounter is null)
         {
             choice.Source?.Dispose();
-            Console.Error.WriteLine($"tunneld: --fork-mode {ForkGuardModes.Name(mode)} needs a pull counter (vmclock) " +
+            Console.Error.WriteLine($"tunneld: --fork-mode {ForkGuardModes.Name(mode)} needs a pull counter (vmgenid or vmclock) " +
                 $"and this host has none: {choice.Describe()}");
             return 2;
         }
 
         log.LogInformation("{Choice}", choice.Describe());
+        if (choice.Source is VmGenIdSource vmGenId)
+            log.LogInformation("vmgenid: the ID's address comes from {Origin}", vmGenId.Origin);
         log.LogInformation("fork guard mode {Mode}{Why}", ForkGuardModes.Name(mode), options.ForkMode is not null ? ""
             : choice.PullCounter is not null ? " (default with a pull counter)" : " (default without a pull counter)");
         if (choice.Source is null)

@@ -8,11 +8,12 @@ const string Usage = """
                                      run an interface from a wg-quick style file in the foreground
                                      until SIGTERM or SIGINT (interface name: the file's base name)
           --fork-mode off|notifier|hotpath|both
-                                     default: both when the source is a pull counter (vmclock),
-                                     else notifier; hotpath and both need vmclock
-          --fork-source auto|vmclock|sysgenid|kmsg|uevent|none
-                                     default auto: the first usable of vmclock, sysgenid, kmsg
-                                     (with the vmgenid driver), uevent (Linux 6.8 only)
+                                     default: both when the source is a pull counter (vmgenid,
+                                     vmclock), else notifier; hotpath and both need one of them
+          --fork-source auto|vmgenid|vmclock|sysgenid|kmsg|uevent|none
+                                     default auto: the first usable of vmgenid (root, /dev/mem),
+                                     vmclock, sysgenid, kmsg (with the vmgenid driver), uevent
+                                     (Linux 6.8 only)
           --vmclock-path PATH, --sysgenid-path PATH, --kmsg-path PATH
                                      the device to watch instead of /dev/... (tests: a file)
       genkey                         print a new private key (base64), like wg genkey

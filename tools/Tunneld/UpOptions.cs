@@ -94,9 +94,9 @@ internal sealed class UpOptions
             if (watched is not null)
                 return Fail($"--fork-mode off watches no fork source: drop {watched}", out problem);
         }
-        else if (mode is { } hot && ForkGuardModes.NeedsPullCounter(hot) && source is not null and not ForkSourceKind.VmClock)
+        else if (mode is { } hot && ForkGuardModes.NeedsPullCounter(hot) && source is { } only && !ForkSourceKinds.HasPullCounter(only))
         {
-            return Fail($"--fork-mode {ForkGuardModes.Name(hot)} needs a pull counter, and only vmclock is one " +
+            return Fail($"--fork-mode {ForkGuardModes.Name(hot)} needs a pull counter, and only vmgenid and vmclock are " +
                 $"(--fork-source {sourceText} only notifies); use --fork-mode notifier", out problem);
         }
         foreach (var (option, kind) in new[]

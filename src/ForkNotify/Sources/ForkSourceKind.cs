@@ -6,7 +6,7 @@ public enum ForkSourceKind
     /// <summary>No source: nothing ever reports a fork.</summary>
     None,
 
-    /// <summary><c>/dev/vmclock0</c>: <see cref="VmClockSource"/>, the only pull counter.</summary>
+    /// <summary><c>/dev/vmclock0</c>: <see cref="VmClockSource"/>, a pull counter.</summary>
     VmClock,
 
     /// <summary><c>/dev/sysgenid</c>: <see cref="SysGenIdSource"/>.</summary>
@@ -17,12 +17,15 @@ public enum ForkSourceKind
 
     /// <summary>The netlink uevent <c>NEW_VMGENID=1</c>: <see cref="UeventSource"/>.</summary>
     Uevent,
+
+    /// <summary>The VM generation ID page through <c>/dev/mem</c>: <see cref="VmGenIdSource"/>, a pull counter.</summary>
+    VmGenId,
 }
 
 /// <summary>The names the command line and the UAPI use for a <see cref="ForkSourceKind"/>.</summary>
 public static class ForkSourceKinds
 {
-    /// <summary>Lowercase: <c>none</c>, <c>vmclock</c>, <c>sysgenid</c>, <c>kmsg</c>, <c>uevent</c>.</summary>
+    /// <summary>Lowercase: <c>none</c>, <c>vmclock</c>, <c>sysgenid</c>, <c>kmsg</c>, <c>uevent</c>, <c>vmgenid</c>.</summary>
     public static string Name(ForkSourceKind kind) => kind switch
     {
         ForkSourceKind.None => "none",
@@ -30,6 +33,7 @@ public static class ForkSourceKinds
         ForkSourceKind.SysGenId => "sysgenid",
         ForkSourceKind.Kmsg => "kmsg",
         ForkSourceKind.Uevent => "uevent",
+        ForkSourceKind.VmGenId => "vmgenid",
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
     };
 
@@ -49,5 +53,5 @@ public static class ForkSourceKinds
     }
 
     /// <summary>Whether the kind's source is also a pull counter a hot path can read.</summary>
-    public static bool HasPullCounter(ForkSourceKind kind) => kind == ForkSourceKind.VmClock;
+    public static bool HasPullCounter(ForkSourceKind kind) => kind is ForkSourceKind.VmClock or ForkSourceKind.VmGenId;
 }

@@ -2,7 +2,8 @@ namespace ForkNotify;
 
 /// <summary>
 /// Where the host sources live. The defaults are the real devices; tests point them at files in
-/// the same binary format (a VMClock page, a kmsg-format log, sysgenid FIFOs).
+/// the same binary format (a VMClock page, a kmsg-format log, sysgenid FIFOs, a
+/// sparse "physical memory" file with a vmgenid page and its ACPI tables).
 /// </summary>
 public sealed record ForkSourcePaths
 {
@@ -14,4 +15,7 @@ public sealed record ForkSourcePaths
     public string? SysGenIdAck { get; init; }
 
     public string Kmsg { get; init; } = "/dev/kmsg";
+
+    /// <summary>Physical memory and the firmware tables for <see cref="VmGenIdSource"/>.</summary>
+    public VmGenIdPaths VmGenId { get; init; } = new();
 }

@@ -31,7 +31,7 @@ public sealed class ForkSourceChoice
     /// <summary>The probed source, ready for <see cref="IForkSource.Start"/>; null for none.</summary>
     public IForkSource? Source { get; }
 
-    /// <summary>The source itself when it is a pull counter (VMClock), else null.</summary>
+    /// <summary>The source itself when it is a pull counter (vmgenid, VMClock), else null.</summary>
     public IGenerationCounter? PullCounter => Source as IGenerationCounter;
 
     /// <summary>Every source that was probed, in the order probed.</summary>
@@ -60,6 +60,11 @@ public sealed class ForkSourceChoice
 /// <summary>
 /// Picks the host fork source. <c>auto</c> tries, best first:
 /// <list type="number">
+/// <item><b>vmgenid</b>: the hypervisor writes the new 16-byte ID into guest memory before the
+/// clone's vCPUs run, and root can map that page, so it is a pull counter like vmclock; it comes
+/// first because its ID is also clone-unique (two clones of one snapshot get different IDs, but
+/// the same VMClock <c>vm_generation_counter</c>), the input a reseed needs. It needs root and a
+/// kernel without lockdown; QEMU's vmclock device moves no generation counter at all.</item>
 /// <item><b>vmclock</b>: the hypervisor moves <c>vm_generation_counter</c> before the clone's vCPUs
 /// run, and the page is a pull counter, so a hot path can close the race altogether.</item>
 /// <item><b>sysgenid</b>: a counter, but pushed (a blocking read) after the clone runs; only Amazon
@@ -77,7 +82,7 @@ public static class ForkSourceSelection
 {
     /// <summary>The order <c>auto</c> tries.</summary>
     public static IReadOnlyList<ForkSourceKind> AutoOrder { get; } =
-        [ForkSourceKind.VmClock, ForkSourceKind.SysGenId, ForkSourceKind.Kmsg, ForkSourceKind.Uevent];
+        [ForkSourceKind.VmGenId, ForkSourceKind.VmClock, ForkSourceKind.SysGenId, ForkSourceKind.Kmsg, ForkSourceKind.Uevent];
 
     /// <param name="requested">The source asked for, or null for <c>auto</c>.</param>
     /// <param name="paths">Where the devices are.</param>
@@ -147,6 +152,7 @@ public static class ForkSourceSelection
         ForkSourceKind.SysGenId => new SysGenIdSource(paths.SysGenId, paths.SysGenIdAck, logger),
         ForkSourceKind.Kmsg => new KmsgSource(paths.Kmsg, logger: logger),
         ForkSourceKind.Uevent => new UeventSource(logger: logger),
+        ForkSourceKind.VmGenId => new VmGenIdSource(paths.VmGenId, logger: logger),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
     };
 }
