@@ -190,6 +190,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
 
     public void RemoveAllPeers()
     {
+        using var section = Rcu.ReadLock(); // one reclamation pass for all peers' keypairs
         lock (_configLock)
         {
             foreach (Peer peer in _peerList)
@@ -270,8 +271,11 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     /// </summary>
     public void ClearAllSessions()
     {
-        foreach (Peer peer in Volatile.Read(ref _peerList))
-            peer.ClearSessions();
+        using (Rcu.ReadLock()) // one reclamation pass for all peers' keypairs, as the section ends
+        {
+            foreach (Peer peer in Volatile.Read(ref _peerList))
+                peer.ClearSessions();
+        }
         DropZeroedTransmits();
     }
 
