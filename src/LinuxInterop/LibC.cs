@@ -209,6 +209,12 @@ public static unsafe partial class LibC
     [LibraryImport(Lib, EntryPoint = "geteuid")]
     public static partial uint GetEuid();
 
+    public const int SEEK_END = 2;
+
+    /// <summary>A regular file's size (the tests' stand-in for /dev/mem); /dev/mem itself refuses SEEK_END.</summary>
+    [LibraryImport(Lib, EntryPoint = "lseek", SetLastError = true)]
+    public static partial long LSeek(int fd, long offset, int whence);
+
     [LibraryImport(Lib, EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int signal);
 

@@ -92,7 +92,7 @@ public sealed unsafe class VmGenIdSource : IForkSource, IGenerationCounter
     private ForkSourceAvailability Map()
     {
         if (!VmGenIdLocation.Find(_paths, out VmGenIdLocation location, out string reason))
-            return ForkSourceAvailability.NotAvailable(LibC.GetEuid() == 0 ? reason : $"{reason} (not root)");
+            return ForkSourceAvailability.NotAvailable(LibC.IsRoot ? reason : $"{reason} (not root)");
 
         string memory = _paths.Memory;
         _fd = LibC.Open(memory, LibC.O_RDONLY | LibC.O_CLOEXEC); // never O_SYNC: see the remarks

@@ -87,7 +87,8 @@ internal sealed class Rcu
     /// <summary>
     /// Hands over a keypair that is already out of every slot and the index table (call_rcu): it
     /// is zeroed now if no thread can hold it, else by the last such thread leaving its section
-    /// (or <see cref="Reclaim"/> from the timer).
+    /// (or <see cref="Reclaim"/> from the timer). A caller retiring many keypairs holds a section
+    /// around them, so that they are reclaimed together, with one membarrier(2), when it leaves.
     /// </summary>
     public void CallRcu(Keypair keypair)
     {
@@ -119,14 +120,12 @@ internal sealed class Rcu
                 return;
             Interlocked.MemoryBarrierProcessWide();
             long oldest = OldestReader();
-            for (int i = _retired.Count - 1; i >= 0; i--)
+            foreach ((Keypair keypair, long epoch) in _retired)
             {
-                if (_retired[i].Epoch <= oldest)
-                {
-                    _retired[i].Keypair.Zero();
-                    _retired.RemoveAt(i);
-                }
+                if (epoch <= oldest)
+                    keypair.Zero();
             }
+            _retired.RemoveAll(entry => entry.Epoch <= oldest);
             _waiting = _retired.Count;
         }
     }

@@ -192,6 +192,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
 
     public void RemoveAllPeers()
     {
+        using var section = Rcu.ReadLock(); // one reclamation pass for all peers' keypairs
         lock (_configLock)
         {
             foreach (Peer peer in _peerList)
@@ -271,8 +272,11 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     /// </summary>
     public void ClearAllSessions()
     {
-        foreach (Peer peer in Volatile.Read(ref _peerList))
-            peer.ClearSessions();
+        using (Rcu.ReadLock()) // one reclamation pass for all peers' keypairs, as the section ends
+        {
+            foreach (Peer peer in Volatile.Read(ref _peerList))
+                peer.ClearSessions();
+        }
     }
 
     public void Dispose()

@@ -98,4 +98,96 @@ public sealed class DeviceConcurrencyTests
         Assert.Equal(2 * PerThread, toA.Distinct().Count());
         Assert.Equal(2 * PerThread, toA.Count);
     }
+
+    [Fact]
+    public async Task Sessions_cleared_under_concurrent_senders_never_put_a_badly_sealed_packet_on_the_wire()
+    {
+        // The engine-level stress of the keypair hand-off (Rcu): A's senders seal while this
+        // thread clears A's sessions and handshakes again. Every transport message A puts on the
+        // wire must open under the key its keypair was made with, and every retired keypair ends
+        // zeroed. (Without the hand-off, x86 still shows nothing bad on the wire: its stores stay
+        // in order, so the stage-2 IsZeroed check catches a packet sealed during zeroing; the
+        // negative control is in KeypairRcuTests.)
+        var clock = new VirtualClock();
+        var ioA = new QueueIo();
+        var ioB = new QueueIo();
+        var sentByA = new ConcurrentQueue<byte[]>();
+        using var a = new TunnelDevice(new DeviceOptions { Clock = clock, Random = ForkNotify.OsRandomGenerator.Instance }, ioA);
+        using var b = new TunnelDevice(new DeviceOptions { Clock = clock, Random = ForkNotify.OsRandomGenerator.Instance }, ioB);
+        byte[] key = new byte[32];
+        byte[] pub = new byte[32];
+        Random.Shared.NextBytes(key);
+        a.SetPrivateKey(key);
+        Random.Shared.NextBytes(key);
+        b.SetPrivateKey(key);
+        b.CopyPublicKey(pub);
+        Peer peerB = a.AddPeer(pub);
+        a.CopyPublicKey(pub);
+        Peer peerA = b.AddPeer(pub);
+        peerB.Endpoint = DevicePair.EndpointB;
+        a.AllowedIps.Insert(DevicePair.AddressB, 32, peerB);
+        b.AllowedIps.Insert(DevicePair.AddressA, 32, peerA);
+
+        using var stop = new CancellationTokenSource();
+        var workers = new[]
+        {
+            Task.Run(() =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    if (ioA.Wire.TryDequeue(out byte[]? d))
+                    {
+                        sentByA.Enqueue(d);
+                        b.ReceiveDatagram(d, DevicePair.EndpointA);
+                    }
+                    else if (ioB.Wire.TryDequeue(out d))
+                        a.ReceiveDatagram(d, DevicePair.EndpointB);
+                    else
+                        Thread.Yield();
+                }
+            }, TestContext.Current.CancellationToken),
+            Task.Run(() =>
+            {
+                byte[] packet = DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 1, 200);
+                while (!stop.IsCancellationRequested)
+                    a.SendPacket(packet);
+            }, TestContext.Current.CancellationToken),
+        };
+
+        var sessions = new List<(Keypair Keypair, byte[] SendKey)>();
+        for (int round = 0; round < 40; round++)
+        {
+            peerB.ResetLastSentHandshake();
+            a.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 0, 64));
+            Keypair? current = null;
+            SpinWait.SpinUntil(() => (current = peerB.Keypairs.Current) is { IsZeroed: false }, TimeSpan.FromSeconds(10));
+            Assert.NotNull(current);
+            sessions.Add((current!, current!.SendKey.ToArray())); // only this thread retires it
+            Thread.Sleep(5); // let the sender seal under it a while
+            peerB.ClearSessions();
+            clock.Advance(TimeSpan.FromMilliseconds(100)); // past the responder's flood limit
+        }
+        stop.Cancel();
+        await Task.WhenAll(workers);
+        while (ioA.Wire.TryDequeue(out byte[]? rest))
+            sentByA.Enqueue(rest);
+
+        int checkedMessages = 0;
+        byte[] opened = new byte[2048];
+        byte[] nonce = new byte[12];
+        foreach (byte[] d in sentByA)
+        {
+            if (MessageHeader.ReadType(d) != MessageType.Transport)
+                continue;
+            uint receiver = MessageTransport.ReceiverIndex(d);
+            (Keypair Keypair, byte[] SendKey) session = sessions.Single(s => s.Keypair.RemoteIndex == receiver);
+            Peer.WriteNonce(nonce, MessageTransport.Counter(d));
+            Assert.True(Tunnel.Crypto.TransportAead.Open(opened.AsSpan(0, d.Length - MessageTransport.MinimumSize),
+                d.AsSpan(MessageTransport.ContentOffset), nonce, session.SendKey), "a packet sealed under a zeroed key left");
+            checkedMessages++;
+        }
+        Assert.True(checkedMessages > sessions.Count, $"only {checkedMessages} transport messages");
+        Assert.True(a.Rcu.Barrier(TimeSpan.FromSeconds(5)));
+        Assert.All(sessions, s => Assert.True(s.Keypair.KeysZeroed && s.Keypair.SendKey.IndexOfAnyExcept((byte)0) < 0));
+    }
 }

@@ -17,9 +17,20 @@ internal sealed class RecordingIo : IDeviceIo
     public List<Datagram> Sent { get; } = [];
     public List<byte[]> Delivered { get; } = [];
 
-    public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to) => Sent.Add(new Datagram(datagram.ToArray(), to));
+    /// <summary>Runs inside the device's send or deliver call, after recording (for tests that act mid-packet).</summary>
+    public Action? During { get; set; }
 
-    public void DeliverPacket(ReadOnlySpan<byte> ipPacket, Peer from) => Delivered.Add(ipPacket.ToArray());
+    public void SendDatagram(ReadOnlySpan<byte> datagram, in Endpoint to)
+    {
+        Sent.Add(new Datagram(datagram.ToArray(), to));
+        During?.Invoke();
+    }
+
+    public void DeliverPacket(ReadOnlySpan<byte> ipPacket, Peer from)
+    {
+        Delivered.Add(ipPacket.ToArray());
+        During?.Invoke();
+    }
 
     /// <summary>Takes (and forgets) everything sent so far.</summary>
     public List<Datagram> TakeSent()

@@ -139,6 +139,45 @@ public sealed class KeypairTests
     }
 
     [Fact]
+    public void A_keypair_cleared_while_a_packet_is_sealed_under_it_is_zeroed_when_the_send_returns()
+    {
+        using var pair = new DevicePair(seed: 53);
+        pair.Handshake();
+        Keypair keypair = pair.PeerB.Keypairs.Current!;
+        bool wholeWhileSending = false;
+        pair.IoA.During = () =>
+        {
+            // Inside A's send path (its read-side section): the fork guard clears the sessions.
+            pair.PeerB.ClearSessions();
+            wholeWhileSending = keypair.IsZeroed && !keypair.KeysZeroed && keypair.SendKey.IndexOfAnyExcept((byte)0) >= 0;
+            pair.IoA.During = null;
+        };
+        pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 1, 100));
+        Assert.True(wholeWhileSending, "the keypair was zeroed under a sender");
+        Assert.True(keypair.KeysZeroed && keypair.SendKey.IndexOfAnyExcept((byte)0) < 0);
+    }
+
+    [Fact]
+    public void A_keypair_cleared_while_a_packet_is_opened_under_it_is_zeroed_when_the_receive_returns()
+    {
+        using var pair = new DevicePair(seed: 54);
+        pair.Handshake();
+        Keypair keypair = pair.PeerA.Keypairs.Current!;
+        bool wholeWhileReceiving = false;
+        pair.IoB.During = () =>
+        {
+            pair.PeerA.ClearSessions();
+            wholeWhileReceiving = keypair.IsZeroed && !keypair.KeysZeroed && keypair.ReceiveKey.IndexOfAnyExcept((byte)0) >= 0;
+            pair.IoB.During = null;
+        };
+        pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 1, 100));
+        pair.Pump();
+        Assert.Single(pair.IoB.Delivered);
+        Assert.True(wholeWhileReceiving, "the keypair was zeroed under a receiver");
+        Assert.True(keypair.KeysZeroed && keypair.ReceiveKey.IndexOfAnyExcept((byte)0) < 0);
+    }
+
+    [Fact]
     public void Packets_in_flight_under_the_previous_keypair_are_still_accepted()
     {
         using var pair = new DevicePair(seed: 45);
