@@ -63,7 +63,7 @@ public sealed class ForkGuard : IDisposable
         _watcher = kernel.Watchers.Register(device.Name);
         // HotPath alone subscribes too: to acknowledge (from the moment the pull counter moved no
         // stale keypair can transmit), and to learn when the randomness has been reseeded, so the
-        // handshakes the hot path held back can go (see TunnelDevice.MarkRandomReseeded).
+        // handshakes the hot path held back can go (see ForkSeam.MarkRandomReseeded).
         _block = new NotifierBlock(OnPmEvent) { Name = $"fork guard ({device.Name})" };
         int rc = kernel.Pm.Register(_block);
         if (rc != 0)

@@ -49,7 +49,7 @@ public sealed class Keypair
     public long CreatedNanos { get; }
 
     /// <summary>
-    /// The hot-path counter (<see cref="TunnelDevice.HotPathCounter"/>) when the handshake that
+    /// The hot-path counter (<see cref="ForkSeam.Counter"/>) when the handshake that
     /// derived these keys started on our side; 0 without a counter. Stage 2 of the send path
     /// compares it with the counter: a keypair from another VM generation must not send.
     /// </summary>

@@ -33,7 +33,7 @@ public sealed partial class Peer
     // handshake that straddles a VM fork yields keys that both clones hold, so they must not send.
     private ulong _handshakeGeneration;
     // An initiation was wanted while the randomness was not known to be reseeded (see
-    // TunnelDevice.MarkRandomReseeded); the fork guard sends it once it is.
+    // ForkSeam.MarkRandomReseeded); the fork guard sends it once it is.
     private bool _handshakeDeferred;
     // The TAI64N of the last initiation we sent: the next one is always later (see Tai64N.NextWhitened).
     private Tai64N _lastSentTimestamp;
