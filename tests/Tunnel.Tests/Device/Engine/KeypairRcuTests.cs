@@ -114,7 +114,7 @@ public sealed class KeypairRcuTests
     public void Stress_no_packet_is_sealed_under_a_zeroed_key_and_every_retired_key_is_zeroed()
     {
         StressResult result = Stress(handOff: true, rotations: 5_000, untilBad: false);
-        Assert.True(result.Sealed > 1000, $"only {result.Sealed} packets sealed");
+        Assert.True(result.Sealed > 100, $"only {result.Sealed} packets sealed");
         Assert.Equal(0, result.SealedUnderBadKey);
         Assert.All(result.Retired, k => Assert.True(k.KeysZeroed && IsZero(k.SendKey) && IsZero(k.ReceiveKey)));
     }
