@@ -99,7 +99,4 @@ public static class Constants
     // ---- Wire sizes ----
     // Message sizes, offsets and types live with each message (Messages.cs), mac and cookie sizes
     // in CookieConstants, key sizes with the key types (Tunnel.Crypto).
-
-    /// <summary>The size of a key (Transport's key loading uses it; the key types define it).</summary>
-    public const int KeyLength = PrivateKey.Size;
 }

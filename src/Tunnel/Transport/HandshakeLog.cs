@@ -15,7 +15,7 @@ internal sealed class HandshakeLog(ILogger log)
     {
         if (!log.IsEnabled(LogLevel.Information))
             return;
-        Span<byte> publicKey = stackalloc byte[Constants.KeyLength];
+        Span<byte> publicKey = stackalloc byte[Tunnel.Crypto.PublicKey.Size];
         var peers = device.Peers;
         if (_logged.Count > peers.Count)
             _logged.Clear(); // peers were removed: forget them (a survivor may log once more)

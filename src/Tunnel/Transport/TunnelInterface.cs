@@ -143,7 +143,7 @@ public sealed class TunnelInterface : IAsyncDisposable
         if (_device is not null)
         {
             _device.ClearAllSessions();
-            _device.SetPrivateKey(stackalloc byte[Constants.KeyLength]);
+            _device.SetPrivateKey(stackalloc byte[Tunnel.Crypto.PrivateKey.Size]);
             _device.RemoveAllPeers();
             _device.Dispose();
         }
