@@ -144,4 +144,24 @@ internal static unsafe partial class LinuxNative
     private static partial nint StrError(int errno);
 
     public static string Describe(int errno) => Marshal.PtrToStringUTF8(StrError(errno)) ?? $"errno {errno}";
+
+    // ---- issue 15 (tunneld as people run it): a TUN descriptor handed over by a parent process,
+    // the errors of an interface that went away, key pages kept out of core dumps. ----
+
+    public const int EBADFD = 77;
+
+    /// <summary>_IOR('T', 210, unsigned int): the name and flags of the interface behind a TUN descriptor.</summary>
+    public const uint TUNGETIFF = 0x800454d2;
+
+    public const int F_SETFD = 2;
+    public const int F_GETFL = 3;
+    public const int F_SETFL = 4;
+    public const int FD_CLOEXEC = 1;
+    public const int MADV_DONTDUMP = 16;
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(int fd, int command, int argument);
+
+    [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    public static partial int Madvise(void* address, nuint length, int advice);
 }

@@ -79,6 +79,34 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
         }
         var actual = Encoding.ASCII.GetString(new ReadOnlySpan<byte>(request.Name, LinuxNative.IFNAMSIZ)).TrimEnd('\0');
 
+        // TSO needs checksum offload with it. A kernel that refuses keeps the virtio-net header
+        // (always "nothing to do" then), which costs a few bytes per packet and nothing else.
+        if (offload)
+            LinuxNative.IoctlValue(fd, LinuxNative.TUNSETOFFLOAD,
+                LinuxNative.TUN_F_CSUM | LinuxNative.TUN_F_TSO4 | LinuxNative.TUN_F_TSO6);
+        return WithWakeup(fd, actual, offload);
+    }
+
+    /// <summary>
+    /// Takes over a TUN descriptor another process opened (wireguard-go's <c>WG_TUN_FD</c>: the
+    /// parent creates the interface, the re-executed daemon inherits it). The name and the
+    /// virtio-net header come from the kernel (TUNGETIFF); the descriptor is made non-blocking and
+    /// close-on-exec. Throws <see cref="TunException"/> when it is not a TUN device.
+    /// </summary>
+    public static LinuxTun FromDescriptor(int fd)
+    {
+        LinuxNative.IfReq request = default;
+        if (LinuxNative.Ioctl(fd, LinuxNative.TUNGETIFF, &request) < 0)
+            throw new TunException($"descriptor {fd} is not a TUN device: {LinuxNative.Describe(Marshal.GetLastPInvokeError())}");
+        var flags = LinuxNative.Fcntl(fd, LinuxNative.F_GETFL, 0);
+        LinuxNative.Fcntl(fd, LinuxNative.F_SETFL, flags | LinuxNative.O_NONBLOCK);
+        LinuxNative.Fcntl(fd, LinuxNative.F_SETFD, LinuxNative.FD_CLOEXEC);
+        var name = Encoding.ASCII.GetString(new ReadOnlySpan<byte>(request.Name, LinuxNative.IFNAMSIZ)).TrimEnd('\0');
+        return WithWakeup(fd, name, (request.Flags & LinuxNative.IFF_VNET_HDR) != 0);
+    }
+
+    private static LinuxTun WithWakeup(int fd, string name, bool vnetHeader)
+    {
         var wake = LinuxNative.EventFd(0, LinuxNative.EFD_CLOEXEC | LinuxNative.EFD_NONBLOCK);
         if (wake < 0)
         {
@@ -86,23 +114,29 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
             LinuxNative.Close(fd);
             throw new TunException($"eventfd failed: {LinuxNative.Describe(errno)}");
         }
-        // TSO needs checksum offload with it. A kernel that refuses keeps the virtio-net header
-        // (always "nothing to do" then), which costs a few bytes per packet and nothing else.
-        if (offload)
-            LinuxNative.IoctlValue(fd, LinuxNative.TUNSETOFFLOAD,
-                LinuxNative.TUN_F_CSUM | LinuxNative.TUN_F_TSO4 | LinuxNative.TUN_F_TSO6);
-        return new LinuxTun(fd, wake, actual, offload);
+        return new LinuxTun(fd, wake, name, vnetHeader);
     }
 
     /// <summary>
+    /// Why the interface is gone (the kernel's error, e.g. EBADFD once the link was deleted), or
+    /// null while it is there. Set by <see cref="Read"/>, which returns 0 from then on.
+    /// </summary>
+    public string? Gone { get; private set; }
+
+    /// <summary>The descriptor, for handing it to a child process (it stays owned by this object).</summary>
+    public int Descriptor => _fd;
+
+    /// <summary>
     /// Waits for one packet and copies it into <paramref name="packet"/>. Returns its length, or 0
-    /// once the device is closed. A packet larger than the buffer is truncated by the kernel, so
+    /// once the device is closed or gone (<see cref="Gone"/>: every error but EINTR and EAGAIN
+    /// means so, as in wireguard-go, because a read that fails once fails forever and retrying it
+    /// would only spin). A packet larger than the buffer is truncated by the kernel, so
     /// pass at least MTU bytes (64 KiB plus the virtio-net header with offload). With
     /// <see cref="HasVnetHeader"/> the header comes first and counts in the length.
     /// </summary>
     public int Read(Span<byte> packet)
     {
-        if (!Enter())
+        if (Gone is not null || !Enter())
             return 0;
         try
         {
@@ -117,7 +151,10 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
                     if (errno == LinuxNative.EINTR)
                         continue;
                     if (errno != LinuxNative.EAGAIN)
-                        throw new IOException($"read from {Name}: {LinuxNative.Describe(errno)}");
+                    {
+                        Gone = $"read from {Name}: {LinuxNative.Describe(errno)}";
+                        return 0;
+                    }
                     if (!WaitFor(LinuxNative.POLLIN))
                         return 0;
                 }

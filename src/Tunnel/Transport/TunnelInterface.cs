@@ -37,6 +37,8 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     private readonly ILogger _log;
     private readonly UapiServerOptions? _uapiOptions;
     private readonly ForkProtection? _fork;
+    private readonly CancellationTokenSource _gone = new();
+    private DeviceUapi? _configuration;
     private readonly ManualResetEventSlim _stop = new();
     private readonly List<Thread> _threads = [];
     private readonly Dictionary<Peer, DateTimeOffset?> _handshakesLogged = new(ReferenceEqualityComparer.Instance);
@@ -62,9 +64,12 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     /// <param name="uapiOptions">Where the UAPI socket goes (default /var/run/wireguard).</param>
     /// <param name="fork">The fork protection (randomness, guard, source); this object owns it from
     /// now on. Null: OS randomness and no guard.</param>
+    /// <param name="tun">A TUN device already open (handed over by a parent process); this object
+    /// owns it from now on. Null: <see cref="Start"/> creates <paramref name="interfaceName"/>.</param>
     public TunnelInterface(TunnelConfig config, string interfaceName, ILoggerFactory loggers,
-        UapiServerOptions? uapiOptions = null, ForkProtection? fork = null)
+        UapiServerOptions? uapiOptions = null, ForkProtection? fork = null, LinuxTun? tun = null)
     {
+        _tun = tun;
         _fork = fork;
         _config = config;
         _requestedName = interfaceName;
@@ -79,6 +84,10 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     /// <summary>The UDP port bound now (it changes with a UAPI <c>listen_port</c>).</summary>
     public ushort ListenPort => _io?.Bind.Port ?? 0;
 
+    /// <summary>Cancelled when the interface went away under the daemon (the link was deleted, as
+    /// <c>wg-quick down</c> does): the owner should dispose this object and exit.</summary>
+    public CancellationToken InterfaceGone => _gone.Token;
+
     /// <summary>The protocol engine, once started.</summary>
     public TunnelDevice Device => _device ?? throw new InvalidOperationException("not started");
 
@@ -90,9 +99,9 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
     /// </summary>
     public void Start()
     {
-        if (_tun is not null)
+        if (_device is not null)
             throw new InvalidOperationException("already started");
-        _tun = LinuxTun.Create(_requestedName, offload: true);
+        _tun ??= LinuxTun.Create(_requestedName, offload: true);
         var setup = new InterfaceSetup(_tun.Name);
         var settings = _config.Interface;
         setup.SetMtu(settings.Mtu);
@@ -123,14 +132,14 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         };
         _io.Device = _device;
         _fork?.Attach(_device); // before the first handshake: keypairs record the pull counter
-        var uapi = new DeviceUapi(_device, this, _fork);
+        var uapi = _configuration = new DeviceUapi(_device, this, _fork);
         StartThread(TunReadLoop, "tun-read");
         StartThread(UdpReceiveLoop, "udp-receive");
         StartThread(TimerLoop, "timers");
 
         // The file goes in as one UAPI set: one code path for configuration, and its semantics
         // (persistent keepalive sends one at once) are wg setconf's.
-        using (var request = ConfigRequest())
+        using (var request = ConfigSetRequest.Initial(_config))
             uapi.ApplySet(request);
         _log.LogInformation("{Peers} peer(s) configured", _config.Peers.Count);
 
@@ -138,23 +147,16 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
         _uapi.Start();
     }
 
-    /// <summary>The configuration file as a set request (port and fwmark are already bound).</summary>
-    private UapiSetRequest ConfigRequest()
+    /// <summary>
+    /// Makes the device match <paramref name="config"/> as <c>wg syncconf</c> would (SIGHUP under
+    /// <c>tunneld up</c>); addresses, MTU and routes stay as they are. The UAPI errno.
+    /// </summary>
+    public int Sync(TunnelConfig config)
     {
-        var request = new UapiSetRequest { PrivateKey = _config.Interface.PrivateKey.ToArray() };
-        foreach (var peer in _config.Peers)
-        {
-            var update = new UapiPeerUpdate(peer.PublicKey.ToArray())
-            {
-                PresharedKey = peer.PresharedKey?.ToArray(),
-                Endpoint = peer.Endpoint,
-                PersistentKeepaliveInterval = peer.PersistentKeepalive,
-            };
-            foreach (var prefix in peer.AllowedIps)
-                update.AllowedIps.Add(new UapiAllowedIpChange(prefix, Remove: false));
-            request.Peers.Add(update);
-        }
-        return request;
+        var uapi = _configuration ?? throw new InvalidOperationException("not started");
+        using var current = uapi.GetState();
+        using var request = ConfigSetRequest.Sync(config, current);
+        return uapi.ApplySet(request);
     }
 
     /// <summary>
@@ -263,7 +265,11 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
             {
                 var length = tun.Read(read);
                 if (length == 0)
+                {
+                    if (tun.Gone is { } why)
+                        WaitAfterInterfaceGone(why);
                     return;
+                }
                 _tunReads++;
                 if (!tun.HasVnetHeader)
                 {
@@ -341,6 +347,15 @@ public sealed class TunnelInterface : IAsyncDisposable, IUapiBind
             TransportAead.ScrubThreadKeys();
             _udpAllocated += GC.GetAllocatedBytesForCurrentThread() - start;
         }
+    }
+
+    /// <summary>The TUN reader's end when the interface is gone: say so once, tell the owner, and
+    /// wait for the stop instead of returning into a read that would fail again at once.</summary>
+    private void WaitAfterInterfaceGone(string why)
+    {
+        _log.LogWarning("interface {Name} is gone ({Why}): stopping", Name, why);
+        _gone.Cancel();
+        _stop.Wait();
     }
 
     /// <summary>Calls the engine's timers when they are due, and at least every 100 ms.</summary>

@@ -48,58 +48,80 @@ public sealed class UapiServer : IAsyncDisposable
         name.All(c => c is > ' ' and < (char)0x7f and not ('/' or ':'));
 
     /// <summary>
-    /// Creates the directory (0755) if needed, takes over a stale socket, refuses a live one, and
-    /// starts serving. Throws <see cref="UapiServerException"/> when the socket cannot be had.
+    /// Starts serving on <see cref="UapiServerOptions.Listener"/> when one was handed over, else on
+    /// a socket of its own (<see cref="Listen"/>). Throws <see cref="UapiServerException"/> when the
+    /// socket cannot be had.
     /// </summary>
     public void Start()
     {
         if (_listener is not null)
             throw new InvalidOperationException("already started");
+        _listener = _options.Listener ?? Listen(InterfaceName, _options, _log);
+        _acceptLoop = Task.Run(AcceptLoopAsync);
+        _log.LogInformation("UAPI listening on {Path}", SocketPath);
+    }
+
+    /// <summary>
+    /// The listening socket for <paramref name="interfaceName"/>: creates the directory (0755) if
+    /// needed, takes over a stale socket, refuses a live one, binds and listens (mode 0700). A
+    /// parent process that hands the socket to a child (wireguard-go's <c>WG_UAPI_FD</c>) calls this
+    /// itself. Throws <see cref="UapiServerException"/> when the socket cannot be had.
+    /// </summary>
+    public static Socket Listen(string interfaceName, UapiServerOptions? options = null, ILogger? logger = null)
+    {
         if (OperatingSystem.IsWindows())
             throw new PlatformNotSupportedException("the UAPI Unix socket is served on Linux and other Unix systems");
+        options ??= new UapiServerOptions();
+        logger ??= NullLogger.Instance;
+        var socketPath = Path.Combine(options.SocketDirectory, interfaceName + ".sock");
         try
         {
-            Directory.CreateDirectory(_options.SocketDirectory,
+            Directory.CreateDirectory(options.SocketDirectory,
                 UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute |
                 UnixFileMode.GroupRead | UnixFileMode.GroupExecute |
                 UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new UapiServerException($"cannot create {_options.SocketDirectory}: {e.Message}", e);
+            throw new UapiServerException($"cannot create {options.SocketDirectory}: {e.Message}", e);
         }
-        RemoveStaleSocket();
+        RemoveStaleSocket(socketPath, interfaceName, logger);
 
+        // Bound under a temporary name and renamed into place once it listens, with its mode:
+        // the socket appears complete or not at all. It also keeps .NET from unlinking the real
+        // path when this Socket object is disposed or the process exits (it deletes the path it
+        // bound), which matters when a parent hands the socket to a child and exits.
+        var bindPath = $"{socketPath}.{Environment.ProcessId}.tmp";
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            listener.Bind(new UnixDomainSocketEndPoint(SocketPath));
-            // chmod before listen: until listen() nobody can connect, so there is no window in
-            // which the socket is reachable with the umask's looser mode.
-            File.SetUnixFileMode(SocketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            listener.Listen(16);
+            File.Delete(bindPath);
+            listener.Bind(new UnixDomainSocketEndPoint(bindPath));
+            File.SetUnixFileMode(bindPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            // A deep backlog: a burst of idle connections must not make a new client's connect wait
+            // while the accept loop works through them (see UapiServerOptions.LineTimeout).
+            listener.Listen(512);
+            File.Move(bindPath, socketPath, overwrite: true);
         }
         catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
         {
             listener.Dispose();
-            throw new UapiServerException($"cannot listen on {SocketPath}: {e.Message}", e);
+            throw new UapiServerException($"cannot listen on {socketPath}: {e.Message}", e);
         }
-        _listener = listener;
-        _acceptLoop = Task.Run(AcceptLoopAsync);
-        _log.LogInformation("UAPI listening on {Path}", SocketPath);
+        return listener;
     }
 
-    private void RemoveStaleSocket()
+    private static void RemoveStaleSocket(string socketPath, string interfaceName, ILogger log)
     {
-        if (!File.Exists(SocketPath) && !Directory.Exists(SocketPath))
+        if (!File.Exists(socketPath) && !Directory.Exists(socketPath))
             return;
         using (var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
         {
             try
             {
-                probe.Connect(new UnixDomainSocketEndPoint(SocketPath));
+                probe.Connect(new UnixDomainSocketEndPoint(socketPath));
                 throw new UapiServerException(
-                    $"{SocketPath} is in use: another daemon serves interface {InterfaceName}");
+                    $"{socketPath} is in use: another daemon serves interface {interfaceName}");
             }
             catch (SocketException)
             {
@@ -109,12 +131,12 @@ public sealed class UapiServer : IAsyncDisposable
         }
         try
         {
-            File.Delete(SocketPath);
-            _log.LogInformation("removed stale UAPI socket {Path}", SocketPath);
+            File.Delete(socketPath);
+            log.LogInformation("removed stale UAPI socket {Path}", socketPath);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new UapiServerException($"cannot remove stale {SocketPath}: {e.Message}", e);
+            throw new UapiServerException($"cannot remove stale {socketPath}: {e.Message}", e);
         }
     }
 
@@ -232,7 +254,7 @@ public sealed class UapiServer : IAsyncDisposable
         }
         finally
         {
-            Wipe(state);
+            state.Dispose();
         }
         reply.Append("errno=0\n\n");
         await SendAsync(client, reply.Written, cancel);
@@ -318,15 +340,6 @@ public sealed class UapiServer : IAsyncDisposable
         catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
         }
-    }
-
-    private static void Wipe(UapiDeviceState state)
-    {
-        if (state.PrivateKey is not null)
-            System.Security.Cryptography.CryptographicOperations.ZeroMemory(state.PrivateKey);
-        foreach (var peer in state.Peers)
-            if (peer.PresharedKey is not null)
-                System.Security.Cryptography.CryptographicOperations.ZeroMemory(peer.PresharedKey);
     }
 
     /// <summary>Stops accepting, cuts every connection and removes the socket file.</summary>

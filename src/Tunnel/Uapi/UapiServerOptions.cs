@@ -1,3 +1,5 @@
+using System.Net.Sockets;
+
 namespace Tunnel.Uapi;
 
 /// <summary>Where the UAPI socket lives and how much a client may ask of the server.</summary>
@@ -20,4 +22,9 @@ public sealed class UapiServerOptions
 
     /// <summary>Connections served at once; more are closed on accept.</summary>
     public int MaxConnections { get; init; } = 32;
+
+    /// <summary>A socket already bound to the socket path and listening (made by
+    /// <see cref="UapiServer.Listen"/> in a parent process and inherited); null: the server makes
+    /// its own. The server owns it from <see cref="UapiServer.Start"/> on.</summary>
+    public Socket? Listener { get; init; }
 }
