@@ -20,7 +20,7 @@ public sealed class UapiServer : IAsyncDisposable
     private readonly ILogger _log;
     private readonly CancellationTokenSource _stop = new();
     private readonly SemaphoreSlim _operation = new(1, 1);
-    private readonly ConcurrentDictionary<int, Task> _connections = new();
+    private readonly ConcurrentDictionary<int, (UapiConnection Connection, Task Task)> _connections = new();
     private Socket? _listener;
     private Task? _acceptLoop;
     private int _nextConnection;
@@ -163,36 +163,55 @@ public sealed class UapiServer : IAsyncDisposable
                 _log.LogWarning("UAPI accept failed: {Error}", e.SocketErrorCode);
                 continue;
             }
-            if (_connections.Count >= _options.MaxConnections)
+            if (_connections.Count >= _options.MaxConnections && !EvictOldestIdle())
             {
-                _log.LogWarning("UAPI: too many connections, closing a new one");
+                _log.LogWarning("UAPI: too many busy connections, closing a new one");
                 client.Dispose();
                 continue;
             }
             var id = Interlocked.Increment(ref _nextConnection);
-            var connection = ServeAsync(client);
-            _connections[id] = connection;
-            _ = connection.ContinueWith(_ => _connections.TryRemove(id, out Task? _), TaskScheduler.Default);
+            var connection = new UapiConnection(client, _options, _stop.Token);
+            var task = ServeAsync(connection);
+            _connections[id] = (connection, task);
+            _ = task.ContinueWith(done => _connections.TryRemove(id, out var _), TaskScheduler.Default);
         }
     }
 
-    private async Task ServeAsync(Socket client)
+    /// <summary>
+    /// At the connection cap: closes the connection that has been idle longest (connected but no
+    /// request in progress), so idle clients can never lock a new one out. False when all are busy.
+    /// </summary>
+    private bool EvictOldestIdle()
+    {
+        UapiConnection? oldest = null;
+        foreach (var (connection, _) in _connections.Values)
+        {
+            if (connection.Idle && (oldest is null || connection.Opened < oldest.Opened))
+                oldest = connection;
+        }
+        if (oldest is null)
+            return false;
+        _log.LogDebug("UAPI: connection cap reached, closing the oldest idle connection");
+        oldest.Evict();
+        return true;
+    }
+
+    private async Task ServeAsync(UapiConnection connection)
     {
         await Task.Yield();
-        var reader = new UapiLineReader(client, _options.MaxLineLength);
+        var client = connection.Socket;
         try
         {
             while (!_stop.IsCancellationRequested)
             {
-                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-                deadline.CancelAfter(_options.RequestTimeout);
-                if (!await ServeOneAsync(client, reader, deadline.Token))
+                connection.NextRequest();
+                if (!await ServeOneAsync(connection))
                     return;
             }
         }
         catch (OperationCanceledException)
         {
-            _log.LogDebug("UAPI connection closed: request timeout or shutdown");
+            _log.LogDebug("UAPI connection closed: no complete line in time, or shutdown");
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
         {
@@ -205,31 +224,32 @@ public sealed class UapiServer : IAsyncDisposable
         }
         finally
         {
-            reader.Clear();
+            connection.Dispose();
             DiscardPending(client);
             client.Dispose();
         }
     }
 
     /// <summary>Serves one request; false when the connection must close.</summary>
-    private async Task<bool> ServeOneAsync(Socket client, UapiLineReader reader, CancellationToken cancel)
+    private async Task<bool> ServeOneAsync(UapiConnection connection)
     {
-        reader.Consumed = 0;
-        var (status, length) = await reader.ReadLineAsync(cancel);
+        var (status, length) = await connection.ReadLineAsync();
         if (status != LineStatus.Line)
             return false;
-        var op = reader.Line(length);
+        var op = connection.Reader.Line(length);
         if (op.SequenceEqual("get=1"))
-            return await GetAsync(client, reader, cancel);
+            return await GetAsync(connection);
         if (op.SequenceEqual("set=1"))
-            return await SetAsync(client, reader, cancel);
+            return await SetAsync(connection);
         _log.LogWarning("UAPI: unknown operation, closing connection");
         return false;
     }
 
-    private async Task<bool> GetAsync(Socket client, UapiLineReader reader, CancellationToken cancel)
+    private async Task<bool> GetAsync(UapiConnection connection)
     {
-        var (status, length) = await reader.ReadLineAsync(cancel);
+        var (client, cancel) = (connection.Socket, connection.Token);
+        var (status, length) = await connection.ReadLineAsync();
+        connection.Replying();
         if (status == LineStatus.EndOfStream)
             return false;
         if (status != LineStatus.Line || length != 0)
@@ -261,20 +281,22 @@ public sealed class UapiServer : IAsyncDisposable
         return true;
     }
 
-    private async Task<bool> SetAsync(Socket client, UapiLineReader reader, CancellationToken cancel)
+    private async Task<bool> SetAsync(UapiConnection connection)
     {
+        var (client, reader) = (connection.Socket, connection.Reader);
         var parser = new UapiSetParser();
         using var request = parser.Request;
         while (true)
         {
-            var (status, length) = await reader.ReadLineAsync(cancel);
+            var (status, length) = await connection.ReadLineAsync();
             if (status == LineStatus.EndOfStream)
                 return false; // an unfinished request is never applied
             if (status != LineStatus.Line || reader.Consumed > _options.MaxRequestBytes)
             {
                 _log.LogWarning("UAPI set refused: {Problem}",
                     status == LineStatus.Line ? "request too large" : status == LineStatus.TooLong ? "line too long" : "non-ASCII line");
-                await ReplyAsync(client, UapiErrno.Invalid, cancel);
+                connection.Replying();
+                await ReplyAsync(client, UapiErrno.Invalid, connection.Token);
                 return false; // cannot find the next request boundary reliably
             }
             if (length == 0)
@@ -282,6 +304,8 @@ public sealed class UapiServer : IAsyncDisposable
             parser.Line(reader.Line(length));
         }
 
+        connection.Replying();
+        var cancel = connection.Token;
         var errno = parser.Errno;
         if (errno != UapiErrno.Ok)
         {
@@ -353,7 +377,7 @@ public sealed class UapiServer : IAsyncDisposable
         _listener.Dispose();
         if (_acceptLoop is not null)
             await _acceptLoop;
-        await Task.WhenAll(_connections.Values);
+        await Task.WhenAll(_connections.Values.Select(c => c.Task));
         try
         {
             File.Delete(SocketPath);
