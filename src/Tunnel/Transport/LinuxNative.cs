@@ -164,4 +164,24 @@ internal static unsafe partial class LinuxNative
 
     [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
     public static partial int Madvise(void* address, nuint length, int advice);
+
+    public const int O_RDONLY = 0;
+    public const int AT_EMPTY_PATH = 0x1000;
+    public const uint STATX_TYPE = 0x1;
+    public const uint STATX_SIZE = 0x200;
+    public const ushort S_IFMT = 0xf000;
+    public const ushort S_IFREG = 0x8000;
+    public const ushort S_IFDIR = 0x4000;
+
+    /// <summary>struct statx: one layout on every architecture (unlike struct stat), so the few
+    /// fields read here have fixed offsets.</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 256)]
+    public struct Statx
+    {
+        [FieldOffset(28)] public ushort Mode;
+        [FieldOffset(40)] public ulong Size;
+    }
+
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int StatxCall(int dirFd, string path, int flags, uint mask, Statx* result);
 }
