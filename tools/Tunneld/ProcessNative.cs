@@ -82,6 +82,9 @@ internal static unsafe partial class ProcessNative
     [LibraryImport("libc", EntryPoint = "posix_spawn")]
     public static partial int Spawn(int* pid, byte* path, void* actions, void* attributes, byte** argv, byte** envp);
 
+    [LibraryImport("libc", EntryPoint = "execve", SetLastError = true)]
+    public static partial int Execve(byte* path, byte** argv, byte** envp);
+
     [LibraryImport("libc", EntryPoint = "prctl", SetLastError = true)]
     public static partial int Prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
 

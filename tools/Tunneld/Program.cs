@@ -33,6 +33,14 @@ const string Usage = """
     Exit codes: 0 ok, 1 runtime failure (privileges, device, port), 2 bad command line or config.
     """;
 
+// The daemon's commands harden the process before anything else (see Hardening).
+if (args is ["up", ..] or ["-f" or "--foreground", _] || (args is [var only] && UapiServer.IsValidInterfaceName(only)
+        && !only.StartsWith('-') && only is not ("genkey" or "pubkey" or "demo" or "help")))
+{
+    Hardening.TurnOffDiagnostics(args);
+    Hardening.MakeNonDumpable();
+}
+
 switch (args)
 {
     case [] or ["--help"] or ["-h"] or ["help"]:

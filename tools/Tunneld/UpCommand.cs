@@ -48,10 +48,11 @@ internal static class UpCommand
             return forkExit;
         }
         var daemon = new TunnelInterface(config, interfaceName, loggers, fork: fork);
+        // Before Start: a SIGHUP that comes as soon as the socket exists must find the reload.
+        reload = () => Reload(daemon, configPath, log);
         var startExit = await DaemonHost.StartAsync(daemon, config.Interface.ListenPort);
         if (startExit != 0)
             return startExit;
-        reload = () => Reload(daemon, configPath, log);
         return await DaemonHost.RunAsync(host, daemon);
     }
 
@@ -75,7 +76,16 @@ internal static class UpCommand
         {
             foreach (var warning in config.Warnings)
                 log.LogWarning("{Warning}", warning);
-            var errno = daemon.Sync(config);
+            int errno;
+            try
+            {
+                errno = daemon.Sync(config);
+            }
+            catch (InvalidOperationException)
+            {
+                log.LogError("SIGHUP before the interface was up; nothing changed");
+                return;
+            }
             if (errno == UapiErrno.Ok)
                 log.LogInformation("SIGHUP: {Path} reloaded: {Peers} peer(s)", path, config.Peers.Count);
             else
