@@ -41,6 +41,16 @@ public sealed class WgQuickTests : IDisposable
     private static CommandResult WgQuick(NetNs ns, params string[] args) =>
         ns.Run(["env", $"WG_QUICK_USERSPACE_IMPLEMENTATION={TunneldBinary.Path}", "wg-quick", .. args]);
 
+    /// <summary><c>wg-quick up</c>; the pid of the tunneld it left in the background.</summary>
+    private static int Up(NetNs a, string path, string socket)
+    {
+        var up = WgQuick(a, "up", path);
+        Assert.True(up.ExitCode == 0, up.ToString());
+        var pid = DaemonProcess.ServingPid(a, socket);
+        Assert.True(DaemonProcess.IsAlive(pid));
+        return pid;
+    }
+
     private void StartPeerB(NetNs b)
     {
         var name = NetNs.UniqueInterfaceName("wg");
@@ -63,10 +73,7 @@ public sealed class WgQuickTests : IDisposable
         var pid = 0;
         try
         {
-            var up = WgQuick(a, "up", path);
-            Assert.True(up.ExitCode == 0, up.ToString());
-            pid = DaemonProcess.ServingPid(a, socket);
-            Assert.True(DaemonProcess.IsAlive(pid));
+            pid = Up(a, path, socket);
             Ping(a, "10.200.0.2");
             Ping(b, "10.200.0.1");
 
@@ -85,9 +92,7 @@ public sealed class WgQuickTests : IDisposable
             Assert.False(File.Exists(socket), "UAPI socket left behind");
 
             // And up works again at once (nothing stale blocks it).
-            up = WgQuick(a, "up", path);
-            Assert.True(up.ExitCode == 0, up.ToString());
-            pid = DaemonProcess.ServingPid(a, socket);
+            pid = Up(a, path, socket);
             Check(WgQuick(a, "down", path));
             Assert.True(DaemonProcess.WaitGone(pid, TimeSpan.FromSeconds(3)));
         }
@@ -115,10 +120,7 @@ public sealed class WgQuickTests : IDisposable
         var pid = 0;
         try
         {
-            var up = WgQuick(a, "up", path);
-            Assert.True(up.ExitCode == 0, up.ToString());
-            pid = DaemonProcess.ServingPid(a, socket);
-            Assert.True(DaemonProcess.IsAlive(pid));
+            pid = Up(a, path, socket);
             // wg-quick routes everything into the tunnel except packets marked 51820, which it has
             // tunneld put on its own UDP socket: without SO_MARK the handshake would loop back in.
             Assert.Equal("51820", a.Check("wg", "show", name, "fwmark").Trim() is var mark && mark.StartsWith("0x", StringComparison.Ordinal)
