@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Tunnel needs (Debian 12). Run as root, or it uses sudo when present.
 set -euo pipefail
-pkgs=(libsodium23 iproute2 python3 wireguard-tools wireguard-go iperf3 iputils-ping socat)
+pkgs=(libsodium23 iproute2 python3 wireguard-tools wireguard-go iperf3 iputils-ping socat nftables procps gdb)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -236,4 +236,43 @@ public static unsafe partial class LibC
 
     /// <summary>True when running with effective user id 0.</summary>
     public static bool IsRoot => GetEuid() == 0;
+
+    // ---- tunneld as people run it: a TUN descriptor handed over by a parent process, the errors
+    // of an interface that went away, key pages kept out of core dumps, config files by type. ----
+
+    public const int EBADFD = 77;
+
+    /// <summary>_IOR('T', 210, unsigned int): the name and flags of the interface behind a TUN descriptor.</summary>
+    public const uint TUNGETIFF = 0x800454d2;
+
+    public const int F_SETFD = 2;
+    public const int F_GETFL = 3;
+    public const int F_SETFL = 4;
+    public const int FD_CLOEXEC = 1;
+    public const int MADV_DONTDUMP = 16;
+
+    [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(int fd, int command, int argument);
+
+    [LibraryImport(Lib, EntryPoint = "madvise", SetLastError = true)]
+    public static partial int Madvise(void* address, nuint length, int advice);
+
+    public const int AT_EMPTY_PATH = 0x1000;
+    public const uint STATX_TYPE = 0x1;
+    public const uint STATX_SIZE = 0x200;
+    public const ushort S_IFMT = 0xf000;
+    public const ushort S_IFREG = 0x8000;
+    public const ushort S_IFDIR = 0x4000;
+
+    /// <summary>struct statx: one layout on every architecture (unlike struct stat), so the few
+    /// fields read here have fixed offsets.</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 256)]
+    public struct Statx
+    {
+        [FieldOffset(28)] public ushort Mode;
+        [FieldOffset(40)] public ulong Size;
+    }
+
+    [LibraryImport(Lib, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int StatxCall(int dirFd, string path, int flags, uint mask, Statx* result);
 }

@@ -67,7 +67,8 @@ public sealed class TunneldTests : IDisposable
     [Theory]
     [InlineData(new string[0], 2)]
     [InlineData(new[] { "--help" }, 0)]
-    [InlineData(new[] { "frobnicate" }, 2)]
+    [InlineData(new[] { "--frobnicate" }, 2)]
+    [InlineData(new[] { "frob", "nicate" }, 2)]
     [InlineData(new[] { "up" }, 2)]
     public void CommandLine(string[] args, int exitCode)
     {

@@ -1,8 +1,16 @@
 // tunneld: the daemon host (composition root). Commands as wg(8) and wg-quick(8) users expect.
+using Tunnel.Uapi;
 using Tunneld;
 
 const string Usage = """
     Usage: tunneld COMMAND [ARGS]
+
+      [-f|--foreground] IFNAME       as wireguard-go IFNAME (what wg-quick runs): create interface
+                                     IFNAME with an empty device and its UAPI socket, for wg or
+                                     wg-quick to configure; go to the background once the socket
+                                     listens (-f or WG_PROCESS_FOREGROUND=1: stay). Exits when the
+                                     interface is deleted (wg-quick down). LOG_LEVEL=debug|error|
+                                     silent; TUNNELD_FORK_MODE, TUNNELD_FORK_SOURCE as the options
 
       up CONFIG [--interface NAME] [--fork-mode MODE] [--fork-source SOURCE]
                                      run an interface from a wg-quick style file in the foreground
@@ -26,6 +34,14 @@ const string Usage = """
     Exit codes: 0 ok, 1 runtime failure (privileges, device, port), 2 bad command line or config.
     """;
 
+// The daemon's commands harden the process before anything else (see Hardening).
+if (args is ["up", ..] or ["-f" or "--foreground", _] || (args is [var only] && UapiServer.IsValidInterfaceName(only)
+        && !only.StartsWith('-') && only is not ("genkey" or "pubkey" or "demo" or "help")))
+{
+    Hardening.TurnOffDiagnostics(args);
+    Hardening.MakeNonDumpable();
+}
+
 switch (args)
 {
     case [] or ["--help"] or ["-h"] or ["help"]:
@@ -37,6 +53,10 @@ switch (args)
         return KeyCommands.PubKey(Console.In, Console.Out, Console.Error);
     case ["demo", ..]:
         return DemoCommand.Run(args[1..], Console.Out, Console.Error);
+    case ["-f" or "--foreground", var name] when UapiServer.IsValidInterfaceName(name) && !name.StartsWith('-'):
+        return await InterfaceCommand.RunAsync(name, foreground: true);
+    case [var name] when UapiServer.IsValidInterfaceName(name) && !name.StartsWith('-') && name is not ("up" or "demo"):
+        return await InterfaceCommand.RunAsync(name, foreground: false);
     case ["up", ..]:
         if (!UpOptions.TryParse(args[1..], out var up, out var problem))
         {

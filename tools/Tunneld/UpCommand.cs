@@ -1,6 +1,4 @@
-using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Tunnel.Config;
 using Tunnel.Transport;
@@ -33,16 +31,9 @@ internal static class UpCommand
             return 2;
         }
 
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
-        builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "HH:mm:ss ";
-        });
-        builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
-        using var host = builder.Build();
+        Action? reload = null;
+        using var signals = DaemonHost.HandleSignals(() => reload);
+        using var host = DaemonHost.Build();
 
         var loggers = host.Services.GetRequiredService<ILoggerFactory>();
         var log = loggers.CreateLogger("tunneld");
@@ -57,32 +48,49 @@ internal static class UpCommand
             return forkExit;
         }
         var daemon = new TunnelInterface(config, interfaceName, loggers, fork: fork);
-        try
-        {
-            daemon.Start();
-        }
-        catch (Exception e) when (e is TunException or UapiServerException or SocketException)
-        {
-            var message = e is SocketException s && s.SocketErrorCode == SocketError.AddressAlreadyInUse
-                ? $"UDP port {config.Interface.ListenPort} is already in use"
-                : e.Message;
-            Console.Error.WriteLine($"tunneld: {message}");
-            await daemon.DisposeAsync();
-            return 1;
-        }
+        // Before Start: a SIGHUP that comes as soon as the socket exists must find the reload.
+        reload = () => Reload(daemon, configPath, log);
+        var startExit = await DaemonHost.StartAsync(daemon, config.Interface.ListenPort);
+        if (startExit != 0)
+            return startExit;
+        return await DaemonHost.RunAsync(host, daemon);
+    }
 
-        var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
-        var service = new DaemonService(daemon, lifetime);
-        await service.StartAsync(CancellationToken.None);
+    /// <summary>
+    /// SIGHUP: reads the file again and applies it as <c>wg syncconf</c> would, whole or not at all;
+    /// a file that does not parse (or a port that cannot be bound) changes nothing and is logged.
+    /// </summary>
+    private static void Reload(TunnelInterface daemon, string path, ILogger log)
+    {
+        TunnelConfig config;
         try
         {
-            await host.RunAsync();
+            config = new ConfigParser().ParseFile(path);
         }
-        finally
+        catch (ConfigException e)
         {
-            await service.StopAsync(CancellationToken.None);
+            log.LogError("SIGHUP: {Problem}; nothing changed", e.Message);
+            return;
         }
-        return 0;
+        using (config)
+        {
+            foreach (var warning in config.Warnings)
+                log.LogWarning("{Warning}", warning);
+            int errno;
+            try
+            {
+                errno = daemon.Sync(config);
+            }
+            catch (InvalidOperationException)
+            {
+                log.LogError("SIGHUP before the interface was up; nothing changed");
+                return;
+            }
+            if (errno == UapiErrno.Ok)
+                log.LogInformation("SIGHUP: {Path} reloaded: {Peers} peer(s)", path, config.Peers.Count);
+            else
+                log.LogError("SIGHUP: {Path} not applied (errno {Errno}); nothing changed", path, errno);
+        }
     }
 
     /// <summary>The file holds the private key: say so when others can read it, as wg-quick does.</summary>

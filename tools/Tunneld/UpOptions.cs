@@ -127,6 +127,32 @@ internal sealed class UpOptions
         return true;
     }
 
+    /// <summary>
+    /// The fork options of <c>tunneld IFNAME</c>, which wg-quick starts with no flags: from
+    /// <c>TUNNELD_FORK_MODE</c>, <c>TUNNELD_FORK_SOURCE</c>, <c>TUNNELD_VMCLOCK_PATH</c>,
+    /// <c>TUNNELD_SYSGENID_PATH</c> and <c>TUNNELD_KMSG_PATH</c>, judged as the matching
+    /// <c>up</c> options are.
+    /// </summary>
+    public static bool TryParseEnvironment(string interfaceName, out UpOptions? options, out string? problem)
+    {
+        List<string> args = [interfaceName, "--interface", interfaceName];
+        foreach (var (variable, option) in new[]
+        {
+            ("TUNNELD_FORK_MODE", "--fork-mode"), ("TUNNELD_FORK_SOURCE", "--fork-source"),
+            ("TUNNELD_VMCLOCK_PATH", "--vmclock-path"), ("TUNNELD_SYSGENID_PATH", "--sysgenid-path"),
+            ("TUNNELD_KMSG_PATH", "--kmsg-path"),
+        })
+        {
+            var value = Environment.GetEnvironmentVariable(variable);
+            if (!string.IsNullOrEmpty(value))
+                args.Add($"{option}={value}");
+        }
+        if (TryParse(args, out options, out problem))
+            return true;
+        problem = problem!.Replace("--fork-mode", "TUNNELD_FORK_MODE").Replace("--fork-source", "TUNNELD_FORK_SOURCE");
+        return false;
+    }
+
     private static bool IsKnown(string name) => name is "--interface" or "--fork-mode" or "--fork-source"
         or "--vmclock-path" or "--sysgenid-path" or "--sysgenid-ack-path" or "--kmsg-path";
 

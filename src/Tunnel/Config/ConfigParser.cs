@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Text;
 
 namespace Tunnel.Config;
 
@@ -27,37 +28,80 @@ public sealed class ConfigParser
     public ConfigParser(Func<string, IPAddress[]>? resolve = null) =>
         _resolve = resolve ?? Dns.GetHostAddresses;
 
+    /// <summary>
+    /// Reads and parses <paramref name="path"/> (<see cref="ConfigFile.ReadAll"/>: regular files of
+    /// at most 64 MiB). The bytes are parsed line by line without making strings of them and are
+    /// zeroed afterwards, pass or fail: the file holds the keys.
+    /// </summary>
     public TunnelConfig ParseFile(string path)
     {
-        string text;
+        var bytes = ConfigFile.ReadAll(path);
         try
         {
-            text = File.ReadAllText(path);
+            return Parse(bytes, path);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        finally
         {
-            throw new ConfigException(path, 0, $"cannot read file: {e.Message}");
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(bytes);
         }
-        return Parse(text, path);
+    }
+
+    /// <summary>Parses UTF-8 file contents. Each line is decoded into one reused char buffer,
+    /// which is zeroed at the end; no line becomes a string.</summary>
+    public TunnelConfig Parse(ReadOnlySpan<byte> utf8, string fileName)
+    {
+        var state = new ParseState(fileName, _resolve);
+        var line = new char[256];
+        try
+        {
+            var number = 0;
+            while (!utf8.IsEmpty)
+            {
+                var newline = utf8.IndexOf((byte)'\n');
+                var raw = newline < 0 ? utf8 : utf8[..newline];
+                utf8 = newline < 0 ? default : utf8[(newline + 1)..];
+                number++;
+                var most = Encoding.UTF8.GetMaxCharCount(raw.Length);
+                if (line.Length < most)
+                {
+                    Array.Clear(line);
+                    line = new char[most];
+                }
+                var length = Encoding.UTF8.GetChars(raw, line);
+                Line(state, number, line.AsSpan(0, length));
+            }
+        }
+        finally
+        {
+            Array.Clear(line);
+        }
+        return state.Finish();
     }
 
     public TunnelConfig Parse(string text, string fileName)
     {
         var state = new ParseState(fileName, _resolve);
-        var lineNumber = 0;
-        foreach (var rawLine in text.Split('\n'))
+        var rest = text.AsSpan();
+        var number = 0;
+        while (!rest.IsEmpty)
         {
-            lineNumber++;
-            var line = rawLine.AsSpan();
-            var hash = line.IndexOf('#');
-            if (hash >= 0)
-                line = line[..hash];
-            line = line.Trim();
-            if (line.IsEmpty)
-                continue;
-            state.Line(lineNumber, line);
+            var newline = rest.IndexOf('\n');
+            var raw = newline < 0 ? rest : rest[..newline];
+            rest = newline < 0 ? default : rest[(newline + 1)..];
+            number++;
+            Line(state, number, raw);
         }
         return state.Finish();
+    }
+
+    private static void Line(ParseState state, int number, ReadOnlySpan<char> line)
+    {
+        var hash = line.IndexOf('#');
+        if (hash >= 0)
+            line = line[..hash];
+        line = line.Trim();
+        if (!line.IsEmpty)
+            state.Line(number, line);
     }
 
     /// <summary>The parse in progress: one instance per file.</summary>
@@ -125,7 +169,16 @@ public sealed class ConfigParser
             var eq = line.IndexOf('=');
             if (eq <= 0)
                 throw Error(number, "expected 'Key = Value'");
-            var key = line[..eq].Trim().ToString();
+            // Every key is one word of letters. Anything else is not echoed: in 'PrivateKey <key>'
+            // (the ' = ' forgotten) the base64 padding is the first '=', and the "key" would be
+            // the private key itself.
+            var name = line[..eq].Trim();
+            foreach (var c in name)
+            {
+                if (!char.IsAsciiLetter(c))
+                    throw Error(number, "expected 'Key = Value' (a key is one word of letters; the line is not shown, as it may hold a key)");
+            }
+            var key = name.ToString();
             var value = line[(eq + 1)..].Trim();
             if (_section == Section.None)
                 throw Error(number, $"'{key}' appears before any [Interface] or [Peer] section");

@@ -22,6 +22,11 @@ public sealed class TunnelConfig : IDisposable
     /// <summary>Lines accepted but not acted on (wg-quick options), each as <c>FILE:LINE: text</c>.</summary>
     public IReadOnlyList<string> Warnings { get; }
 
+    /// <summary>No key, no peers, no addresses: the device <c>tunneld IFNAME</c> (like
+    /// <c>wireguard-go IFNAME</c>) starts with, for wg or wg-quick to configure.</summary>
+    public static TunnelConfig Empty(string interfaceName) =>
+        new(interfaceName, new InterfaceConfig { PrivateKey = [] }, [], []);
+
     public void Dispose()
     {
         CryptographicOperations.ZeroMemory(Interface.PrivateKey);
@@ -38,7 +43,8 @@ public sealed class InterfaceConfig
     /// IPv6 + UDP + WireGuard overhead).</summary>
     public const int DefaultMtu = 1420;
 
-    /// <summary>32 bytes, as given (clamping happens where X25519 uses it).</summary>
+    /// <summary>32 bytes, as given (clamping happens where X25519 uses it); empty only in
+    /// <see cref="TunnelConfig.Empty"/>.</summary>
     public required byte[] PrivateKey { get; init; }
 
     /// <summary>UDP port; 0 lets the system pick.</summary>

@@ -79,6 +79,34 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
         }
         var actual = Encoding.ASCII.GetString(new ReadOnlySpan<byte>(request.Name, LibC.IFNAMSIZ)).TrimEnd('\0');
 
+        // TSO needs checksum offload with it. A kernel that refuses keeps the virtio-net header
+        // (always "nothing to do" then), which costs a few bytes per packet and nothing else.
+        if (offload)
+            LibC.IoctlValue(fd, LibC.TUNSETOFFLOAD,
+                LibC.TUN_F_CSUM | LibC.TUN_F_TSO4 | LibC.TUN_F_TSO6);
+        return WithWakeup(fd, actual, offload);
+    }
+
+    /// <summary>
+    /// Takes over a TUN descriptor another process opened (wireguard-go's <c>WG_TUN_FD</c>: the
+    /// parent creates the interface, the re-executed daemon inherits it). The name and the
+    /// virtio-net header come from the kernel (TUNGETIFF); the descriptor is made non-blocking and
+    /// close-on-exec. Throws <see cref="TunException"/> when it is not a TUN device.
+    /// </summary>
+    public static LinuxTun FromDescriptor(int fd)
+    {
+        LibC.IfReq request = default;
+        if (LibC.Ioctl(fd, LibC.TUNGETIFF, &request) < 0)
+            throw new TunException($"descriptor {fd} is not a TUN device: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+        var flags = LibC.Fcntl(fd, LibC.F_GETFL, 0);
+        LibC.Fcntl(fd, LibC.F_SETFL, flags | LibC.O_NONBLOCK);
+        LibC.Fcntl(fd, LibC.F_SETFD, LibC.FD_CLOEXEC);
+        var name = Encoding.ASCII.GetString(new ReadOnlySpan<byte>(request.Name, LibC.IFNAMSIZ)).TrimEnd('\0');
+        return WithWakeup(fd, name, (request.Flags & LibC.IFF_VNET_HDR) != 0);
+    }
+
+    private static LinuxTun WithWakeup(int fd, string name, bool vnetHeader)
+    {
         var wake = LibC.EventFd(0, LibC.EFD_CLOEXEC | LibC.EFD_NONBLOCK);
         if (wake < 0)
         {
@@ -86,23 +114,29 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
             LibC.Close(fd);
             throw new TunException($"eventfd failed: {LibC.Describe(errno)}");
         }
-        // TSO needs checksum offload with it. A kernel that refuses keeps the virtio-net header
-        // (always "nothing to do" then), which costs a few bytes per packet and nothing else.
-        if (offload)
-            LibC.IoctlValue(fd, LibC.TUNSETOFFLOAD,
-                LibC.TUN_F_CSUM | LibC.TUN_F_TSO4 | LibC.TUN_F_TSO6);
-        return new LinuxTun(fd, wake, actual, offload);
+        return new LinuxTun(fd, wake, name, vnetHeader);
     }
 
     /// <summary>
+    /// Why the interface is gone (the kernel's error, e.g. EBADFD once the link was deleted), or
+    /// null while it is there. Set by <see cref="Read"/>, which returns 0 from then on.
+    /// </summary>
+    public string? Gone { get; private set; }
+
+    /// <summary>The descriptor, for handing it to a child process (it stays owned by this object).</summary>
+    public int Descriptor => _fd;
+
+    /// <summary>
     /// Waits for one packet and copies it into <paramref name="packet"/>. Returns its length, or 0
-    /// once the device is closed. A packet larger than the buffer is truncated by the kernel, so
+    /// once the device is closed or gone (<see cref="Gone"/>: every error but EINTR and EAGAIN
+    /// means so, as in wireguard-go, because a read that fails once fails forever and retrying it
+    /// would only spin). A packet larger than the buffer is truncated by the kernel, so
     /// pass at least MTU bytes (64 KiB plus the virtio-net header with offload). With
     /// <see cref="HasVnetHeader"/> the header comes first and counts in the length.
     /// </summary>
     public int Read(Span<byte> packet)
     {
-        if (!Enter())
+        if (Gone is not null || !Enter())
             return 0;
         try
         {
@@ -113,7 +147,15 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
                     var n = LibC.Read(_fd, p, (nuint)packet.Length);
                     if (n >= 0)
                         return (int)n;
-                    if (!RetryAfterError(LibC.POLLIN, "read from"))
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == LibC.EINTR)
+                        continue;
+                    if (errno != LibC.EAGAIN)
+                    {
+                        Gone = $"read from {Name}: {LibC.Describe(errno)}";
+                        return 0;
+                    }
+                    if (!WaitFor(LibC.POLLIN))
                         return 0;
                 }
             }
@@ -180,24 +222,14 @@ public sealed unsafe class LinuxTun : IDisposable, ITunWriter
             var n = iov != null ? LibC.WriteV(_fd, iov, iovCount) : LibC.Write(_fd, data, length);
             if (n >= 0)
                 return true;
-            if (!RetryAfterError(LibC.POLLOUT, "write to"))
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == LibC.EINTR)
+                continue;
+            if (errno != LibC.EAGAIN)
+                throw new IOException($"write to {Name}: {LibC.Describe(errno)}");
+            if (!WaitFor(LibC.POLLOUT))
                 return false;
         }
-    }
-
-    /// <summary>
-    /// After a read or write that returned -1: true to try again (EINTR, or EAGAIN and the device
-    /// is ready for <paramref name="events"/> now), false once the device is closed; any other
-    /// errno throws <see cref="IOException"/>.
-    /// </summary>
-    private bool RetryAfterError(short events, string operation)
-    {
-        var errno = Marshal.GetLastPInvokeError();
-        if (errno == LibC.EINTR)
-            return true;
-        if (errno != LibC.EAGAIN)
-            throw new IOException($"{operation} {Name}: {LibC.Describe(errno)}");
-        return WaitFor(events);
     }
 
     /// <summary>poll() on the device and the wake-up eventfd; false when woken for close.</summary>

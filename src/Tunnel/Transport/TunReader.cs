@@ -9,7 +9,10 @@ namespace Tunnel.Transport;
 /// (<see cref="TsoSegments"/>); the datagrams one read yields leave together as a UDP GSO send
 /// (<see cref="UdpSendBatch"/>).
 /// </summary>
-internal sealed class TunReader(LinuxTun tun, InterfaceIo io, TunnelDevice device, DataPathThreads threads)
+/// <param name="onGone">Called on this thread once the interface is gone (<see cref="LinuxTun.Gone"/>);
+/// it returns only when the threads stop.</param>
+internal sealed class TunReader(LinuxTun tun, InterfaceIo io, TunnelDevice device, DataPathThreads threads,
+    Action<string> onGone)
 {
     /// <summary>Largest IP packet a TUN read can return (the IPv4/IPv6 length fields' limit).</summary>
     private const int MaxPacketSize = 65535;
@@ -35,7 +38,11 @@ internal sealed class TunReader(LinuxTun tun, InterfaceIo io, TunnelDevice devic
             {
                 var length = tun.Read(read);
                 if (length == 0)
+                {
+                    if (tun.Gone is { } why)
+                        onGone(why);
                     return;
+                }
                 Reads++;
                 if (!tun.HasVnetHeader)
                 {

@@ -22,6 +22,8 @@ public sealed class TunnelInterface : IAsyncDisposable
     private readonly UapiServerOptions? _uapiOptions;
     private readonly ForkProtection? _fork;
     private readonly DataPathThreads _threads;
+    private readonly CancellationTokenSource _gone = new();
+    private DeviceUapi? _configuration;
     private LinuxTun? _tun;
     private InterfaceIo? _io;
     private TunnelDevice? _device;
@@ -36,9 +38,12 @@ public sealed class TunnelInterface : IAsyncDisposable
     /// <param name="uapiOptions">Where the UAPI socket goes (default /var/run/wireguard).</param>
     /// <param name="fork">The fork protection (randomness, guard, source); this object owns it from
     /// now on. Null: OS randomness and no guard.</param>
+    /// <param name="tun">A TUN device already open (handed over by a parent process); this object
+    /// owns it from now on. Null: <see cref="Start"/> creates <paramref name="interfaceName"/>.</param>
     public TunnelInterface(TunnelConfig config, string interfaceName, ILoggerFactory loggers,
-        UapiServerOptions? uapiOptions = null, ForkProtection? fork = null)
+        UapiServerOptions? uapiOptions = null, ForkProtection? fork = null, LinuxTun? tun = null)
     {
+        _tun = tun;
         _fork = fork;
         _config = config;
         _requestedName = interfaceName;
@@ -54,6 +59,10 @@ public sealed class TunnelInterface : IAsyncDisposable
     /// <summary>The UDP port bound now (it changes with a UAPI <c>listen_port</c>).</summary>
     public ushort ListenPort => _io?.Bind.Port ?? 0;
 
+    /// <summary>Cancelled when the interface went away under the daemon (the link was deleted, as
+    /// <c>wg-quick down</c> does): the owner should dispose this object and exit.</summary>
+    public CancellationToken InterfaceGone => _gone.Token;
+
     /// <summary>The protocol engine, once started.</summary>
     public TunnelDevice Device => _device ?? throw new InvalidOperationException("not started");
 
@@ -65,9 +74,9 @@ public sealed class TunnelInterface : IAsyncDisposable
     /// </summary>
     public void Start()
     {
-        if (_tun is not null)
+        if (_device is not null)
             throw new InvalidOperationException("already started");
-        _tun = LinuxTun.Create(_requestedName, offload: true);
+        _tun ??= LinuxTun.Create(_requestedName, offload: true);
         var setup = new InterfaceSetup(_tun.Name);
         var settings = _config.Interface;
         setup.SetMtu(settings.Mtu);
@@ -97,20 +106,43 @@ public sealed class TunnelInterface : IAsyncDisposable
         };
         _io.Device = _device;
         _fork?.Attach(_device); // before the first handshake: keypairs record the pull counter
-        var uapi = new DeviceUapi(_device, new BindUpdate(_io, _device, _log), _fork);
-        _tunReader = new TunReader(_tun, _io, _device, _threads);
+        var uapi = _configuration = new DeviceUapi(_device, new BindUpdate(_io, _device, _log), _fork);
+        _tunReader = new TunReader(_tun, _io, _device, _threads, OnInterfaceGone);
         _udpReceiver = new UdpReceiver(_io, _device.ReceiveDatagram, _tun.HasVnetHeader ? new TcpCoalescer() : null,
             _threads, _log);
         _threads.Start(_tunReader.Run, "tun-read");
         _threads.Start(_udpReceiver.Run, "udp-receive");
         _threads.Start(new TimerThread(_device, new HandshakeLog(_log), _threads).Run, "timers");
 
-        using (var request = ConfigSetRequest.From(_config))
+        // The file goes in as one UAPI set: one code path for configuration, and its semantics
+        // (persistent keepalive sends one at once) are wg setconf's.
+        using (var request = ConfigSetRequest.Initial(_config))
             uapi.ApplySet(request);
         _log.LogInformation("{Peers} peer(s) configured", _config.Peers.Count);
 
         _uapi = new UapiServer(_tun.Name, uapi, _uapiOptions, _loggers.CreateLogger("uapi"));
         _uapi.Start();
+    }
+
+    /// <summary>
+    /// Makes the device match <paramref name="config"/> as <c>wg syncconf</c> would (SIGHUP under
+    /// <c>tunneld up</c>); addresses, MTU and routes stay as they are. The UAPI errno.
+    /// </summary>
+    public int Sync(TunnelConfig config)
+    {
+        var uapi = _configuration ?? throw new InvalidOperationException("not started");
+        using var current = uapi.GetState();
+        using var request = ConfigSetRequest.Sync(config, current);
+        return uapi.ApplySet(request);
+    }
+
+    /// <summary>The TUN reader's end when the interface is gone: say so once, tell the owner, and
+    /// wait for the stop instead of returning into a read that would fail again at once.</summary>
+    private void OnInterfaceGone(string why)
+    {
+        _log.LogWarning("interface {Name} is gone ({Why}): stopping", Name, why);
+        _gone.Cancel();
+        _threads.Wait(Timeout.Infinite);
     }
 
     /// <summary>

@@ -5,9 +5,9 @@ namespace Tunnel.Uapi;
 /// <summary>
 /// A snapshot of the device for a UAPI <c>get</c>: plain data the device fills in under its own
 /// locks; the server formats it after the locks are released. The key arrays are the caller's
-/// copies: the server zeroes them once the reply is written.
+/// copies: <see cref="Dispose"/> zeroes them (the server does once the reply is written).
 /// </summary>
-public sealed class UapiDeviceState
+public sealed class UapiDeviceState : IDisposable
 {
     /// <summary>32 bytes, or null when the device has no private key (then no line is written).</summary>
     public byte[]? PrivateKey { get; set; }
@@ -28,6 +28,16 @@ public sealed class UapiDeviceState
     public List<KeyValuePair<string, string>> ExtraKeys { get; } = [];
 
     public List<UapiPeerState> Peers { get; } = [];
+
+    /// <summary>Zeroes the private key and every preshared key.</summary>
+    public void Dispose()
+    {
+        if (PrivateKey is not null)
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(PrivateKey);
+        foreach (var peer in Peers)
+            if (peer.PresharedKey is not null)
+                System.Security.Cryptography.CryptographicOperations.ZeroMemory(peer.PresharedKey);
+    }
 }
 
 /// <summary>One peer in a <see cref="UapiDeviceState"/>.</summary>

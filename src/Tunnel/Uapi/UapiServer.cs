@@ -20,7 +20,7 @@ public sealed class UapiServer : IAsyncDisposable
     private readonly ILogger _log;
     private readonly CancellationTokenSource _stop = new();
     private readonly SemaphoreSlim _operation = new(1, 1);
-    private readonly ConcurrentDictionary<int, Task> _connections = new();
+    private readonly ConcurrentDictionary<int, (UapiConnection Connection, Task Task)> _connections = new();
     private Socket? _listener;
     private Task? _acceptLoop;
     private int _nextConnection;
@@ -48,58 +48,80 @@ public sealed class UapiServer : IAsyncDisposable
         name.All(c => c is > ' ' and < (char)0x7f and not ('/' or ':'));
 
     /// <summary>
-    /// Creates the directory (0755) if needed, takes over a stale socket, refuses a live one, and
-    /// starts serving. Throws <see cref="UapiServerException"/> when the socket cannot be had.
+    /// Starts serving on <see cref="UapiServerOptions.Listener"/> when one was handed over, else on
+    /// a socket of its own (<see cref="Listen"/>). Throws <see cref="UapiServerException"/> when the
+    /// socket cannot be had.
     /// </summary>
     public void Start()
     {
         if (_listener is not null)
             throw new InvalidOperationException("already started");
+        _listener = _options.Listener ?? Listen(InterfaceName, _options, _log);
+        _acceptLoop = Task.Run(AcceptLoopAsync);
+        _log.LogInformation("UAPI listening on {Path}", SocketPath);
+    }
+
+    /// <summary>
+    /// The listening socket for <paramref name="interfaceName"/>: creates the directory (0755) if
+    /// needed, takes over a stale socket, refuses a live one, binds and listens (mode 0700). A
+    /// parent process that hands the socket to a child (wireguard-go's <c>WG_UAPI_FD</c>) calls this
+    /// itself. Throws <see cref="UapiServerException"/> when the socket cannot be had.
+    /// </summary>
+    public static Socket Listen(string interfaceName, UapiServerOptions? options = null, ILogger? logger = null)
+    {
         if (OperatingSystem.IsWindows())
             throw new PlatformNotSupportedException("the UAPI Unix socket is served on Linux and other Unix systems");
+        options ??= new UapiServerOptions();
+        logger ??= NullLogger.Instance;
+        var socketPath = Path.Combine(options.SocketDirectory, interfaceName + ".sock");
         try
         {
-            Directory.CreateDirectory(_options.SocketDirectory,
+            Directory.CreateDirectory(options.SocketDirectory,
                 UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute |
                 UnixFileMode.GroupRead | UnixFileMode.GroupExecute |
                 UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new UapiServerException($"cannot create {_options.SocketDirectory}: {e.Message}", e);
+            throw new UapiServerException($"cannot create {options.SocketDirectory}: {e.Message}", e);
         }
-        RemoveStaleSocket();
+        RemoveStaleSocket(socketPath, interfaceName, logger);
 
+        // Bound under a temporary name and renamed into place once it listens, with its mode:
+        // the socket appears complete or not at all. It also keeps .NET from unlinking the real
+        // path when this Socket object is disposed or the process exits (it deletes the path it
+        // bound), which matters when a parent hands the socket to a child and exits.
+        var bindPath = $"{socketPath}.{Environment.ProcessId}.tmp";
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            listener.Bind(new UnixDomainSocketEndPoint(SocketPath));
-            // chmod before listen: until listen() nobody can connect, so there is no window in
-            // which the socket is reachable with the umask's looser mode.
-            File.SetUnixFileMode(SocketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            listener.Listen(16);
+            File.Delete(bindPath);
+            listener.Bind(new UnixDomainSocketEndPoint(bindPath));
+            File.SetUnixFileMode(bindPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            // A deep backlog: a burst of idle connections must not make a new client's connect wait
+            // while the accept loop works through them (see UapiServerOptions.LineTimeout).
+            listener.Listen(512);
+            File.Move(bindPath, socketPath, overwrite: true);
         }
         catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
         {
             listener.Dispose();
-            throw new UapiServerException($"cannot listen on {SocketPath}: {e.Message}", e);
+            throw new UapiServerException($"cannot listen on {socketPath}: {e.Message}", e);
         }
-        _listener = listener;
-        _acceptLoop = Task.Run(AcceptLoopAsync);
-        _log.LogInformation("UAPI listening on {Path}", SocketPath);
+        return listener;
     }
 
-    private void RemoveStaleSocket()
+    private static void RemoveStaleSocket(string socketPath, string interfaceName, ILogger log)
     {
-        if (!File.Exists(SocketPath) && !Directory.Exists(SocketPath))
+        if (!File.Exists(socketPath) && !Directory.Exists(socketPath))
             return;
         using (var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
         {
             try
             {
-                probe.Connect(new UnixDomainSocketEndPoint(SocketPath));
+                probe.Connect(new UnixDomainSocketEndPoint(socketPath));
                 throw new UapiServerException(
-                    $"{SocketPath} is in use: another daemon serves interface {InterfaceName}");
+                    $"{socketPath} is in use: another daemon serves interface {interfaceName}");
             }
             catch (SocketException)
             {
@@ -109,12 +131,12 @@ public sealed class UapiServer : IAsyncDisposable
         }
         try
         {
-            File.Delete(SocketPath);
-            _log.LogInformation("removed stale UAPI socket {Path}", SocketPath);
+            File.Delete(socketPath);
+            log.LogInformation("removed stale UAPI socket {Path}", socketPath);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new UapiServerException($"cannot remove stale {SocketPath}: {e.Message}", e);
+            throw new UapiServerException($"cannot remove stale {socketPath}: {e.Message}", e);
         }
     }
 
@@ -141,36 +163,55 @@ public sealed class UapiServer : IAsyncDisposable
                 _log.LogWarning("UAPI accept failed: {Error}", e.SocketErrorCode);
                 continue;
             }
-            if (_connections.Count >= _options.MaxConnections)
+            if (_connections.Count >= _options.MaxConnections && !EvictOldestIdle())
             {
-                _log.LogWarning("UAPI: too many connections, closing a new one");
+                _log.LogWarning("UAPI: too many busy connections, closing a new one");
                 client.Dispose();
                 continue;
             }
             var id = Interlocked.Increment(ref _nextConnection);
-            var connection = ServeAsync(client);
-            _connections[id] = connection;
-            _ = connection.ContinueWith(_ => _connections.TryRemove(id, out Task? _), TaskScheduler.Default);
+            var connection = new UapiConnection(client, _options, _stop.Token);
+            var task = ServeAsync(connection);
+            _connections[id] = (connection, task);
+            _ = task.ContinueWith(done => _connections.TryRemove(id, out var _), TaskScheduler.Default);
         }
     }
 
-    private async Task ServeAsync(Socket client)
+    /// <summary>
+    /// At the connection cap: closes the connection that has been idle longest (connected but no
+    /// request in progress), so idle clients can never lock a new one out. False when all are busy.
+    /// </summary>
+    private bool EvictOldestIdle()
+    {
+        UapiConnection? oldest = null;
+        foreach (var (connection, _) in _connections.Values)
+        {
+            if (connection.Idle && (oldest is null || connection.Opened < oldest.Opened))
+                oldest = connection;
+        }
+        if (oldest is null)
+            return false;
+        _log.LogDebug("UAPI: connection cap reached, closing the oldest idle connection");
+        oldest.Evict();
+        return true;
+    }
+
+    private async Task ServeAsync(UapiConnection connection)
     {
         await Task.Yield();
-        var reader = new UapiLineReader(client, _options.MaxLineLength);
+        var client = connection.Socket;
         try
         {
             while (!_stop.IsCancellationRequested)
             {
-                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-                deadline.CancelAfter(_options.RequestTimeout);
-                if (!await ServeOneAsync(client, reader, deadline.Token))
+                connection.NextRequest();
+                if (!await ServeOneAsync(connection))
                     return;
             }
         }
         catch (OperationCanceledException)
         {
-            _log.LogDebug("UAPI connection closed: request timeout or shutdown");
+            _log.LogDebug("UAPI connection closed: no complete line in time, or shutdown");
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
         {
@@ -183,31 +224,32 @@ public sealed class UapiServer : IAsyncDisposable
         }
         finally
         {
-            reader.Clear();
+            connection.Dispose();
             DiscardPending(client);
             client.Dispose();
         }
     }
 
     /// <summary>Serves one request; false when the connection must close.</summary>
-    private async Task<bool> ServeOneAsync(Socket client, UapiLineReader reader, CancellationToken cancel)
+    private async Task<bool> ServeOneAsync(UapiConnection connection)
     {
-        reader.Consumed = 0;
-        var (status, length) = await reader.ReadLineAsync(cancel);
+        var (status, length) = await connection.ReadLineAsync();
         if (status != LineStatus.Line)
             return false;
-        var op = reader.Line(length);
+        var op = connection.Reader.Line(length);
         if (op.SequenceEqual("get=1"))
-            return await GetAsync(client, reader, cancel);
+            return await GetAsync(connection);
         if (op.SequenceEqual("set=1"))
-            return await SetAsync(client, reader, cancel);
+            return await SetAsync(connection);
         _log.LogWarning("UAPI: unknown operation, closing connection");
         return false;
     }
 
-    private async Task<bool> GetAsync(Socket client, UapiLineReader reader, CancellationToken cancel)
+    private async Task<bool> GetAsync(UapiConnection connection)
     {
-        var (status, length) = await reader.ReadLineAsync(cancel);
+        var (client, cancel) = (connection.Socket, connection.Token);
+        var (status, length) = await connection.ReadLineAsync();
+        connection.Replying();
         if (status == LineStatus.EndOfStream)
             return false;
         if (status != LineStatus.Line || length != 0)
@@ -232,27 +274,29 @@ public sealed class UapiServer : IAsyncDisposable
         }
         finally
         {
-            Wipe(state);
+            state.Dispose();
         }
         reply.Append("errno=0\n\n");
         await SendAsync(client, reply.Written, cancel);
         return true;
     }
 
-    private async Task<bool> SetAsync(Socket client, UapiLineReader reader, CancellationToken cancel)
+    private async Task<bool> SetAsync(UapiConnection connection)
     {
+        var (client, reader) = (connection.Socket, connection.Reader);
         var parser = new UapiSetParser();
         using var request = parser.Request;
         while (true)
         {
-            var (status, length) = await reader.ReadLineAsync(cancel);
+            var (status, length) = await connection.ReadLineAsync();
             if (status == LineStatus.EndOfStream)
                 return false; // an unfinished request is never applied
             if (status != LineStatus.Line || reader.Consumed > _options.MaxRequestBytes)
             {
                 _log.LogWarning("UAPI set refused: {Problem}",
                     status == LineStatus.Line ? "request too large" : status == LineStatus.TooLong ? "line too long" : "non-ASCII line");
-                await ReplyAsync(client, UapiErrno.Invalid, cancel);
+                connection.Replying();
+                await ReplyAsync(client, UapiErrno.Invalid, connection.Token);
                 return false; // cannot find the next request boundary reliably
             }
             if (length == 0)
@@ -260,6 +304,8 @@ public sealed class UapiServer : IAsyncDisposable
             parser.Line(reader.Line(length));
         }
 
+        connection.Replying();
+        var cancel = connection.Token;
         var errno = parser.Errno;
         if (errno != UapiErrno.Ok)
         {
@@ -320,15 +366,6 @@ public sealed class UapiServer : IAsyncDisposable
         }
     }
 
-    private static void Wipe(UapiDeviceState state)
-    {
-        if (state.PrivateKey is not null)
-            System.Security.Cryptography.CryptographicOperations.ZeroMemory(state.PrivateKey);
-        foreach (var peer in state.Peers)
-            if (peer.PresharedKey is not null)
-                System.Security.Cryptography.CryptographicOperations.ZeroMemory(peer.PresharedKey);
-    }
-
     /// <summary>Stops accepting, cuts every connection and removes the socket file.</summary>
     public async ValueTask DisposeAsync()
     {
@@ -340,7 +377,7 @@ public sealed class UapiServer : IAsyncDisposable
         _listener.Dispose();
         if (_acceptLoop is not null)
             await _acceptLoop;
-        await Task.WhenAll(_connections.Values);
+        await Task.WhenAll(_connections.Values.Select(c => c.Task));
         try
         {
             File.Delete(SocketPath);

@@ -1,3 +1,5 @@
+using System.Net.Sockets;
+
 namespace Tunnel.Uapi;
 
 /// <summary>Where the UAPI socket lives and how much a client may ask of the server.</summary>
@@ -14,10 +16,23 @@ public sealed class UapiServerOptions
     /// <summary>Largest set request in bytes (about 100 000 allowed IPs).</summary>
     public long MaxRequestBytes { get; init; } = 4 << 20;
 
+    /// <summary>Each line must be complete this soon after the server starts waiting for it (the
+    /// first one counts from the connect). A client that connects and says nothing, or trickles,
+    /// is cut off after about this long; wg sends its whole request at once.</summary>
+    public TimeSpan LineTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>A request must arrive in full within this time after the previous one finished
-    /// (or the connection opened); a silent or trickling client is cut off.</summary>
+    /// (or the connection opened), however its lines are paced; so must its reply be taken.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>Connections served at once; more are closed on accept.</summary>
-    public int MaxConnections { get; init; } = 32;
+    /// <summary>Connections served at once. At the cap, a new client makes the server close the
+    /// connection idle longest (no request in progress), so idle connections can never lock wg
+    /// out; only when every connection is mid-request is the new one closed. Each costs about
+    /// 3 KiB (line buffers) and a socket.</summary>
+    public int MaxConnections { get; init; } = 1024;
+
+    /// <summary>A socket already bound to the socket path and listening (made by
+    /// <see cref="UapiServer.Listen"/> in a parent process and inherited); null: the server makes
+    /// its own. The server owns it from <see cref="UapiServer.Start"/> on.</summary>
+    public Socket? Listener { get; init; }
 }

@@ -69,6 +69,9 @@ public sealed class UapiSetParser
                     Fail(UapiErrno.Invalid, "private_key is not 64 hex digits");
                     return;
                 }
+                // A key given twice in one request: the first copy is zeroed, not left to the GC.
+                if (Request.PrivateKey is { } earlier)
+                    System.Security.Cryptography.CryptographicOperations.ZeroMemory(earlier);
                 Request.PrivateKey = privateKey;
                 break;
             case "listen_port":
@@ -118,6 +121,8 @@ public sealed class UapiSetParser
                     Fail(UapiErrno.Invalid, "preshared_key is not 64 hex digits");
                     return;
                 }
+                if (peer.PresharedKey is { } earlierPsk)
+                    System.Security.Cryptography.CryptographicOperations.ZeroMemory(earlierPsk);
                 peer.PresharedKey = psk;
                 break;
             case "endpoint":
@@ -217,13 +222,22 @@ public sealed class UapiSetParser
         _peer = null;
     }
 
-    /// <summary>Keys come from an untrusted client: cap and clean them before they reach a log.</summary>
+    /// <summary>
+    /// Keys come from an untrusted client and must not carry secrets into the log: a key is shown
+    /// only when it looks like one (at most 32 lowercase letters and '_'), else only its length.
+    /// (A line such as <c>preshared_key</c> followed by hex without the '=' would otherwise be
+    /// logged with the key's digits.)
+    /// </summary>
     private static string Printable(ReadOnlySpan<char> key)
     {
-        var shown = key.Length > 40 ? key[..40] : key;
-        Span<char> buffer = stackalloc char[shown.Length];
-        for (var i = 0; i < shown.Length; i++)
-            buffer[i] = char.IsAsciiLetterOrDigit(shown[i]) || shown[i] == '_' ? shown[i] : '?';
-        return new string(buffer);
+        if (key.Length is > 0 and <= 32)
+        {
+            var plain = true;
+            foreach (var c in key)
+                plain &= c is (>= 'a' and <= 'z') or '_';
+            if (plain)
+                return key.ToString();
+        }
+        return $"({key.Length} characters, not shown)";
     }
 }
