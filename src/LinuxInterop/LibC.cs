@@ -275,4 +275,54 @@ public static unsafe partial class LibC
 
     [LibraryImport(Lib, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int StatxCall(int dirFd, string path, int flags, uint mask, Statx* result);
+
+    // ---- the daemon's process life: posix_spawn to re-execute itself in the background (a .NET
+    // process cannot fork()), the readiness pipe, and prctl for hardening. ----
+
+    public const int O_WRONLY = 1;
+    public const int F_DUPFD_CLOEXEC = 1030;
+
+    /// <summary>glibc's POSIX_SPAWN_SETSIGMASK and POSIX_SPAWN_SETSID.</summary>
+    public const short POSIX_SPAWN_SETSIGMASK = 0x08;
+    public const short POSIX_SPAWN_SETSID = 0x80;
+
+    /// <summary>glibc's opaque posix_spawn types and sigset_t, rounded up (80, 336 and 128 bytes).</summary>
+    public const int FileActionsSize = 128;
+    public const int SpawnAttrSize = 512;
+    public const int SigSetSize = 128;
+
+    public const int PR_SET_DUMPABLE = 4;
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawn_file_actions_init")]
+    public static partial int FileActionsInit(void* actions);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawn_file_actions_destroy")]
+    public static partial int FileActionsDestroy(void* actions);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawn_file_actions_adddup2")]
+    public static partial int FileActionsAddDup2(void* actions, int fd, int newFd);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawn_file_actions_addopen", StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int FileActionsAddOpen(void* actions, int fd, string path, int flags, uint mode);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_init")]
+    public static partial int SpawnAttrInit(void* attributes);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_destroy")]
+    public static partial int SpawnAttrDestroy(void* attributes);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_setflags")]
+    public static partial int SpawnAttrSetFlags(void* attributes, short flags);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_setsigmask")]
+    public static partial int SpawnAttrSetSigMask(void* attributes, void* mask);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawn")]
+    public static partial int Spawn(int* pid, byte* path, void* actions, void* attributes, byte** argv, byte** envp);
+
+    [LibraryImport(Lib, EntryPoint = "execve", SetLastError = true)]
+    public static partial int Execve(byte* path, byte** argv, byte** envp);
+
+    [LibraryImport(Lib, EntryPoint = "prctl", SetLastError = true)]
+    public static partial int Prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
 }

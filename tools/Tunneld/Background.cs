@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using LinuxInterop;
 
 namespace Tunneld;
 
@@ -31,14 +32,14 @@ internal static unsafe class Background
     public static int Launch(string interfaceName, int tunFd, int uapiFd, string[] foregroundArgs)
     {
         var pipe = stackalloc int[2];
-        if (ProcessNative.Pipe2(pipe, ProcessNative.O_CLOEXEC) < 0)
+        if (LibC.Pipe2(pipe, LibC.O_CLOEXEC) < 0)
         {
-            Console.Error.WriteLine($"tunneld: pipe: {ProcessNative.Describe(Marshal.GetLastPInvokeError())}");
+            Console.Error.WriteLine($"tunneld: pipe: {LibC.Describe(Marshal.GetLastPInvokeError())}");
             return 1;
         }
         // Copies at 10 and up cannot collide with the child's 3, 4 and 5 while dup2 moves them there.
         int[] sources = [Raise(tunFd), Raise(uapiFd), Raise(pipe[1])];
-        ProcessNative.Close(pipe[1]);
+        LibC.Close(pipe[1]);
         int pid;
         int error;
         try
@@ -48,16 +49,16 @@ internal static unsafe class Background
         finally
         {
             foreach (var fd in sources)
-                ProcessNative.Close(fd);
+                LibC.Close(fd);
         }
         if (error != 0)
         {
-            ProcessNative.Close(pipe[0]);
-            Console.Error.WriteLine($"tunneld: cannot start the daemon: {ProcessNative.Describe(error)}");
+            LibC.Close(pipe[0]);
+            Console.Error.WriteLine($"tunneld: cannot start the daemon: {LibC.Describe(error)}");
             return 1;
         }
         var ready = WaitForByte(pipe[0]);
-        ProcessNative.Close(pipe[0]);
+        LibC.Close(pipe[0]);
         if (ready)
             return 0;
         Console.Error.WriteLine($"tunneld: the daemon for {interfaceName} (pid {pid}) stopped before it was ready; " +
@@ -71,8 +72,8 @@ internal static unsafe class Background
         if (!int.TryParse(Environment.GetEnvironmentVariable(ReadyFdVariable), out var fd) || fd < 3)
             return;
         byte one = 1;
-        ProcessNative.Write(fd, &one, 1);
-        ProcessNative.Close(fd);
+        LibC.Write(fd, &one, 1);
+        LibC.Close(fd);
         Environment.SetEnvironmentVariable(ReadyFdVariable, null);
     }
 
@@ -82,11 +83,11 @@ internal static unsafe class Background
         if (!int.TryParse(Environment.GetEnvironmentVariable(variable), out var fd) || fd < 3)
             return -1;
         Environment.SetEnvironmentVariable(variable, null); // not passed on to anything this process starts
-        ProcessNative.Fcntl(fd, ProcessNative.F_SETFD, ProcessNative.FD_CLOEXEC);
+        LibC.Fcntl(fd, LibC.F_SETFD, LibC.FD_CLOEXEC);
         return fd;
     }
 
-    private static int Raise(int fd) => ProcessNative.Fcntl(fd, ProcessNative.F_DUPFD_CLOEXEC, 10);
+    private static int Raise(int fd) => LibC.Fcntl(fd, LibC.F_DUPFD_CLOEXEC, 10);
 
     private static int Spawn(int[] sources, string[] foregroundArgs, out int pid)
     {
@@ -108,29 +109,29 @@ internal static unsafe class Background
         environment.Add($"{ForegroundVariable}=1");
         environment.Add($"{ReadyFdVariable}={ChildReadyFd}");
 
-        var actions = stackalloc byte[ProcessNative.FileActionsSize];
-        var attributes = stackalloc byte[ProcessNative.SpawnAttrSize];
-        var mask = stackalloc byte[ProcessNative.SigSetSize];
-        new Span<byte>(mask, ProcessNative.SigSetSize).Clear(); // sigemptyset
-        ProcessNative.FileActionsInit(actions);
-        ProcessNative.SpawnAttrInit(attributes);
+        var actions = stackalloc byte[LibC.FileActionsSize];
+        var attributes = stackalloc byte[LibC.SpawnAttrSize];
+        var mask = stackalloc byte[LibC.SigSetSize];
+        new Span<byte>(mask, LibC.SigSetSize).Clear(); // sigemptyset
+        LibC.FileActionsInit(actions);
+        LibC.SpawnAttrInit(attributes);
         var strings = new List<nint>();
         try
         {
-            ProcessNative.FileActionsAddDup2(actions, sources[0], ChildTunFd);
-            ProcessNative.FileActionsAddDup2(actions, sources[1], ChildUapiFd);
-            ProcessNative.FileActionsAddDup2(actions, sources[2], ChildReadyFd);
-            ProcessNative.FileActionsAddOpen(actions, 0, "/dev/null", ProcessNative.O_RDONLY, 0);
+            LibC.FileActionsAddDup2(actions, sources[0], ChildTunFd);
+            LibC.FileActionsAddDup2(actions, sources[1], ChildUapiFd);
+            LibC.FileActionsAddDup2(actions, sources[2], ChildReadyFd);
+            LibC.FileActionsAddOpen(actions, 0, "/dev/null", LibC.O_RDONLY, 0);
             var level = Environment.GetEnvironmentVariable("LOG_LEVEL");
             if (string.IsNullOrEmpty(level) || level == "silent")
             {
-                ProcessNative.FileActionsAddOpen(actions, 1, "/dev/null", ProcessNative.O_WRONLY, 0);
-                ProcessNative.FileActionsAddOpen(actions, 2, "/dev/null", ProcessNative.O_WRONLY, 0);
+                LibC.FileActionsAddOpen(actions, 1, "/dev/null", LibC.O_WRONLY, 0);
+                LibC.FileActionsAddOpen(actions, 2, "/dev/null", LibC.O_WRONLY, 0);
             }
             // A session of its own: the terminal's hang-up and Ctrl-C are not the daemon's. The
             // signal mask is emptied, since the runtime's threads may block some.
-            ProcessNative.SpawnAttrSetFlags(attributes, ProcessNative.POSIX_SPAWN_SETSID | ProcessNative.POSIX_SPAWN_SETSIGMASK);
-            ProcessNative.SpawnAttrSetSigMask(attributes, mask);
+            LibC.SpawnAttrSetFlags(attributes, LibC.POSIX_SPAWN_SETSID | LibC.POSIX_SPAWN_SETSIGMASK);
+            LibC.SpawnAttrSetSigMask(attributes, mask);
 
             var args = stackalloc byte*[argv.Length + 1];
             for (var i = 0; i < argv.Length; i++)
@@ -141,14 +142,14 @@ internal static unsafe class Background
                 env[i] = Utf8(environment[i], strings);
             env[environment.Count] = null;
             int child;
-            var result = ProcessNative.Spawn(&child, args[0], actions, attributes, args, env);
+            var result = LibC.Spawn(&child, args[0], actions, attributes, args, env);
             pid = child;
             return result;
         }
         finally
         {
-            ProcessNative.FileActionsDestroy(actions);
-            ProcessNative.SpawnAttrDestroy(attributes);
+            LibC.FileActionsDestroy(actions);
+            LibC.SpawnAttrDestroy(attributes);
             foreach (var s in strings)
                 Marshal.FreeCoTaskMem(s);
         }
@@ -165,20 +166,20 @@ internal static unsafe class Background
     private static bool WaitForByte(int fd)
     {
         var deadline = Environment.TickCount64 + (long)ReadyTimeout.TotalMilliseconds;
-        var poll = new ProcessNative.PollFd { Fd = fd, Events = ProcessNative.POLLIN };
+        var poll = new LibC.PollFd { Fd = fd, Events = LibC.POLLIN };
         while (true)
         {
             var left = deadline - Environment.TickCount64;
             if (left <= 0)
                 return false;
-            var r = ProcessNative.Poll(&poll, 1, (int)left);
-            if (r < 0 && Marshal.GetLastPInvokeError() == ProcessNative.EINTR)
+            var r = LibC.Poll(&poll, 1, (int)left);
+            if (r < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR)
                 continue;
             if (r <= 0)
                 return false;
             byte b;
-            var n = ProcessNative.Read(fd, &b, 1);
-            if (n < 0 && Marshal.GetLastPInvokeError() == ProcessNative.EINTR)
+            var n = LibC.Read(fd, &b, 1);
+            if (n < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR)
                 continue;
             return n == 1 && b == 1;
         }

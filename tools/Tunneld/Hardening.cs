@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using LinuxInterop;
 
 namespace Tunneld;
 
@@ -55,7 +56,7 @@ internal static unsafe class Hardening
             // exec under the same pid.
             RemoveDiagnosticFiles();
             fixed (nint* env = envPointers)
-                ProcessNative.Execve(argvPointers[0], argvPointers, (byte**)env);
+                LibC.Execve(argvPointers[0], argvPointers, (byte**)env);
             // Only reached when execve failed: carry on with diagnostics as they are.
         }
         finally
@@ -82,7 +83,7 @@ internal static unsafe class Hardening
     }
 
     /// <summary>PR_SET_DUMPABLE 0 (see the type's summary).</summary>
-    public static void MakeNonDumpable() => ProcessNative.Prctl(ProcessNative.PR_SET_DUMPABLE, 0, 0, 0, 0);
+    public static void MakeNonDumpable() => LibC.Prctl(LibC.PR_SET_DUMPABLE, 0, 0, 0, 0);
 
     private static byte* Utf8(string text, List<nint> owned)
     {
