@@ -51,6 +51,37 @@ public sealed class WgQuickTests : IDisposable
         return pid;
     }
 
+    /// <summary>Namespace A (tunneld under wg-quick, its config for <paramref name="allowedIps"/>)
+    /// linked to B (wireguard-go), for <paramref name="body"/>; whatever happens, the link goes and
+    /// the daemon with it.</summary>
+    private void WithWgQuickPair(string allowedIps, Action<WgQuickRun> body)
+    {
+        var (a, b) = NetNs.CreateLinkedPair("wqa", "wqb");
+        using var _ = a;
+        using var __ = b;
+        StartPeerB(b);
+        var name = NetNs.UniqueInterfaceName("wq");
+        var run = new WgQuickRun(a, b, name, WriteConfig(name, allowedIps), SocketPath(name));
+        a.RemoveOnDispose(run.Socket);
+        try
+        {
+            body(run);
+        }
+        finally
+        {
+            // The daemon lives in namespace A and so keeps it (and its interface) alive: deleting
+            // the link is what ends a daemon this test could not find.
+            a.Run("ip", "link", "del", name);
+            DaemonProcess.Stop(run.Pid);
+        }
+    }
+
+    private sealed record WgQuickRun(NetNs A, NetNs B, string Name, string Path, string Socket)
+    {
+        /// <summary>The tunneld that the last <c>wg-quick up</c> left running (0: none yet).</summary>
+        public int Pid { get; set; }
+    }
+
     private void StartPeerB(NetNs b)
     {
         var name = NetNs.UniqueInterfaceName("wg");
@@ -62,18 +93,10 @@ public sealed class WgQuickTests : IDisposable
     public void UpPingSaveDownAgainstWireguardGoAndTheDaemonIsGoneWithin3Seconds()
     {
         RootCollection.RequireRootAnd("ip", "ss", "ping", "wg", "wg-quick", "wireguard-go");
-        var (a, b) = NetNs.CreateLinkedPair("wqa", "wqb");
-        using var _ = a;
-        using var __ = b;
-        StartPeerB(b);
-        var name = NetNs.UniqueInterfaceName("wq");
-        var socket = SocketPath(name);
-        a.RemoveOnDispose(socket);
-        var path = WriteConfig(name, "10.200.0.2/32");
-        var pid = 0;
-        try
+        WithWgQuickPair("10.200.0.2/32", run =>
         {
-            pid = Up(a, path, socket);
+            var (a, b, name, path, socket) = (run.A, run.B, run.Name, run.Path, run.Socket);
+            run.Pid = Up(a, path, socket);
             Ping(a, "10.200.0.2");
             Ping(b, "10.200.0.1");
 
@@ -88,39 +111,24 @@ public sealed class WgQuickTests : IDisposable
             // wg-quick down only deletes the link: the daemon must notice and exit by itself.
             var down = WgQuick(a, "down", path);
             Assert.True(down.ExitCode == 0, down.ToString());
-            Assert.True(DaemonProcess.WaitGone(pid, TimeSpan.FromSeconds(3)), $"tunneld (pid {pid}) still running 3 s after wg-quick down");
+            Assert.True(DaemonProcess.WaitGone(run.Pid, TimeSpan.FromSeconds(3)), $"tunneld (pid {run.Pid}) still running 3 s after wg-quick down");
             Assert.False(File.Exists(socket), "UAPI socket left behind");
 
             // And up works again at once (nothing stale blocks it).
-            pid = Up(a, path, socket);
+            run.Pid = Up(a, path, socket);
             Check(WgQuick(a, "down", path));
-            Assert.True(DaemonProcess.WaitGone(pid, TimeSpan.FromSeconds(3)));
-        }
-        finally
-        {
-            // The daemon lives in namespace A and so keeps it (and its interface) alive: deleting
-            // the link is what ends a daemon this test could not find.
-            a.Run("ip", "link", "del", name);
-            DaemonProcess.Stop(pid);
-        }
+            Assert.True(DaemonProcess.WaitGone(run.Pid, TimeSpan.FromSeconds(3)));
+        });
     }
 
     [Fact]
     public void DefaultRouteThroughWgQuickFwmarkPolicyRouting()
     {
         RootCollection.RequireRootAnd("ip", "ping", "wg", "wg-quick", "wireguard-go", "ss", "nft", "sysctl");
-        var (a, b) = NetNs.CreateLinkedPair("wqa", "wqb");
-        using var _ = a;
-        using var __ = b;
-        StartPeerB(b);
-        var name = NetNs.UniqueInterfaceName("wq");
-        var socket = SocketPath(name);
-        a.RemoveOnDispose(socket);
-        var path = WriteConfig(name, "0.0.0.0/0");
-        var pid = 0;
-        try
+        WithWgQuickPair("0.0.0.0/0", run =>
         {
-            pid = Up(a, path, socket);
+            var (a, _, name, path, socket) = (run.A, run.B, run.Name, run.Path, run.Socket);
+            run.Pid = Up(a, path, socket);
             // wg-quick routes everything into the tunnel except packets marked 51820, which it has
             // tunneld put on its own UDP socket: without SO_MARK the handshake would loop back in.
             Assert.Equal("51820", a.Check("wg", "show", name, "fwmark").Trim() is var mark && mark.StartsWith("0x", StringComparison.Ordinal)
@@ -130,15 +138,8 @@ public sealed class WgQuickTests : IDisposable
             Assert.NotEqual(0, LatestHandshake(a, name));
 
             Check(WgQuick(a, "down", path));
-            Assert.True(DaemonProcess.WaitGone(pid, TimeSpan.FromSeconds(3)));
+            Assert.True(DaemonProcess.WaitGone(run.Pid, TimeSpan.FromSeconds(3)));
             Assert.DoesNotContain("51820", a.Check("ip", "rule"));
-        }
-        finally
-        {
-            // The daemon lives in namespace A and so keeps it (and its interface) alive: deleting
-            // the link is what ends a daemon this test could not find.
-            a.Run("ip", "link", "del", name);
-            DaemonProcess.Stop(pid);
-        }
+        });
     }
 }
