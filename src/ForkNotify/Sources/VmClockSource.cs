@@ -22,8 +22,8 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
     private readonly ILogger _logger;
     private readonly object _lock = new();
     private readonly SourceWatchThread _watch;
-    private int _fd = -1;
-    private byte* _page;
+    private readonly ReadOnlyMapping _mapping = new();
+    private byte* _page; // _mapping.Address, kept here for the hot path's one load
     private ForkSourceAvailability? _availability;
 
     public VmClockSource(string path = "/dev/vmclock0", TimeSpan? pollInterval = null, ILogger? logger = null)
@@ -59,14 +59,13 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
 
     private ForkSourceAvailability Map()
     {
-        _fd = LibC.Open(_path, LibC.O_RDONLY | LibC.O_CLOEXEC);
-        if (_fd < 0)
-            return ForkSourceAvailability.NotAvailable($"{_path}: {LibC.Describe(LibC.LastError)}");
+        if (!_mapping.Open(_path, out int openErrno))
+            return ForkSourceAvailability.NotAvailable($"{_path}: {LibC.Describe(openErrno)}");
 
         // read() first: it proves the first page holds a whole structure, so touching the mapping
         // can never fault past the end of a short file.
         byte* header = stackalloc byte[VmClockAbi.StructSize];
-        nint n = LibC.PRead(_fd, header, VmClockAbi.StructSize, 0);
+        nint n = LibC.PRead(_mapping.Fd, header, VmClockAbi.StructSize, 0);
         if (n < 0)
             return ForkSourceAvailability.NotAvailable($"{_path}: read: {LibC.Describe(LibC.LastError)}");
         if (n < VmClockAbi.StructSize)
@@ -75,10 +74,9 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
         if (magic != VmClockAbi.Magic)
             return ForkSourceAvailability.NotAvailable($"{_path}: bad magic 0x{magic:x8}");
 
-        nint map = LibC.MMap(0, VmClockAbi.PageSize, LibC.PROT_READ, LibC.MAP_SHARED, _fd, 0);
-        if (map == LibC.MAP_FAILED)
-            return ForkSourceAvailability.NotAvailable($"{_path}: mmap: {LibC.Describe(LibC.LastError)}");
-        _page = (byte*)map;
+        if (!_mapping.Map(VmClockAbi.PageSize, 0, out int mapErrno))
+            return ForkSourceAvailability.NotAvailable($"{_path}: mmap: {LibC.Describe(mapErrno)}");
+        _page = _mapping.Address;
 
         if (!TryRead(out _, out ulong flags))
             return ForkSourceAvailability.NotAvailable($"{_path}: seq_count never settled (update stuck in progress)");
@@ -149,7 +147,7 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
             bool woken = false;
             if (notifications)
             {
-                short revents = wake.Wait(_fd, LibC.POLLIN, intervalMs);
+                short revents = wake.Wait(_mapping.Fd, LibC.POLLIN, intervalMs);
                 if ((revents & (LibC.POLLHUP | LibC.POLLERR | LibC.POLLNVAL)) != 0)
                 {
                     notifications = false; // the driver says it will not notify: fall back to polling
@@ -158,7 +156,7 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
                 if ((revents & LibC.POLLIN) != 0)
                 {
                     woken = true;
-                    LibC.PRead(_fd, scratch, VmClockAbi.StructSize, 0); // read() re-arms the driver's poll
+                    LibC.PRead(_mapping.Fd, scratch, VmClockAbi.StructSize, 0); // read() re-arms the driver's poll
                 }
             }
             else
@@ -194,15 +192,7 @@ public sealed unsafe class VmClockSource : IForkSource, IGenerationCounter
 
     private void Unmap()
     {
-        if (_page != null)
-        {
-            LibC.MUnmap((nint)_page, VmClockAbi.PageSize);
-            _page = null;
-        }
-        if (_fd >= 0)
-        {
-            LibC.Close(_fd);
-            _fd = -1;
-        }
+        _page = null;
+        _mapping.Close();
     }
 }

@@ -43,9 +43,7 @@ public sealed unsafe class VmGenIdSource : IForkSource, IGenerationCounter
     private readonly ILogger _logger;
     private readonly object _lock = new();
     private readonly SourceWatchThread _watch;
-    private int _fd = -1;
-    private byte* _page;
-    private nuint _pageLength;
+    private readonly ReadOnlyMapping _mapping = new();
     private ulong* _id;
     private Seen? _seen;
     private ForkSourceAvailability? _availability;
@@ -95,10 +93,8 @@ public sealed unsafe class VmGenIdSource : IForkSource, IGenerationCounter
             return ForkSourceAvailability.NotAvailable(LibC.IsRoot ? reason : $"{reason} (not root)");
 
         string memory = _paths.Memory;
-        _fd = LibC.Open(memory, LibC.O_RDONLY | LibC.O_CLOEXEC); // never O_SYNC: see the remarks
-        if (_fd < 0)
+        if (!_mapping.Open(memory, out int errno)) // never O_SYNC: see the remarks
         {
-            int errno = LibC.LastError;
             return ForkSourceAvailability.NotAvailable(errno switch
             {
                 LibC.EPERM => $"{memory}: {LibC.Describe(errno)}: kernel lockdown (Secure Boot) forbids /dev/mem",
@@ -114,22 +110,18 @@ public sealed unsafe class VmGenIdSource : IForkSource, IGenerationCounter
         ulong mapLength = (location.Address + VmGenIdLocation.IdLength - pageBase + pageSize - 1) & ~(pageSize - 1);
         // A regular file (a test's stand-in) must hold the whole mapping, or touching it faults;
         // the device itself has no end to seek to.
-        long size = LibC.LSeek(_fd, 0, LibC.SEEK_END);
+        long size = LibC.LSeek(_mapping.Fd, 0, LibC.SEEK_END);
         if (size >= 0 && (ulong)size < pageBase + mapLength)
             return ForkSourceAvailability.NotAvailable($"{memory}: {size} bytes, ends before the ID's page 0x{pageBase:x}");
 
-        nint map = LibC.MMap(0, (nuint)mapLength, LibC.PROT_READ, LibC.MAP_SHARED, _fd, (long)pageBase);
-        if (map == LibC.MAP_FAILED)
+        if (!_mapping.Map((nuint)mapLength, (long)pageBase, out errno))
         {
-            int errno = LibC.LastError;
             return ForkSourceAvailability.NotAvailable(errno == LibC.EPERM
                 ? $"{memory}: mmap of page 0x{pageBase:x} ({location.Origin}): {LibC.Describe(errno)}: the kernel refuses " +
                   "that page (STRICT_DEVMEM; under UEFI firmware the ID sits in ACPI NVS: boot with iomem=relaxed)"
                 : $"{memory}: mmap of page 0x{pageBase:x} ({location.Origin}): {LibC.Describe(errno)}");
         }
-        _page = (byte*)map;
-        _pageLength = (nuint)mapLength;
-        _id = (ulong*)(_page + (location.Address - pageBase));
+        _id = (ulong*)(_mapping.Address + (location.Address - pageBase));
 
         if (!TryLoad(out ulong low, out ulong high))
             return ForkSourceAvailability.NotAvailable($"{memory}: the ID at {location.Origin} never read the same twice");
@@ -243,15 +235,6 @@ public sealed unsafe class VmGenIdSource : IForkSource, IGenerationCounter
     {
         _id = null;
         Volatile.Write(ref _seen, null);
-        if (_page != null)
-        {
-            LibC.MUnmap((nint)_page, _pageLength);
-            _page = null;
-        }
-        if (_fd >= 0)
-        {
-            LibC.Close(_fd);
-            _fd = -1;
-        }
+        _mapping.Close();
     }
 }
