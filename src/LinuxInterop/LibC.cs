@@ -58,6 +58,14 @@ public static unsafe partial class LibC
     public const int UDP_SEGMENT = 103;
     public const int UDP_GRO = 104;
 
+    // Source-address stickiness: which local address a datagram came in on (recvmsg) and which
+    // one a reply leaves from (sendmsg), IPv4 and IPv6 (ip(7) IP_PKTINFO, ipv6(7) IPV6_RECVPKTINFO).
+    public const int SOL_IP = 0;
+    public const int IP_PKTINFO = 8;
+    public const int SOL_IPV6 = 41;
+    public const int IPV6_RECVPKTINFO = 49;
+    public const int IPV6_PKTINFO = 50;
+
     // TUN (linux/if_tun.h)
     public const int IFNAMSIZ = 16;
     /// <summary>_IOW('T', 202, int)</summary>
@@ -122,6 +130,25 @@ public static unsafe partial class LibC
 
         /// <summary>CMSG_SPACE(dataLength): room for one header and its data, aligned.</summary>
         public static int Space(int dataLength) => DataOffset + ((dataLength + IntPtr.Size - 1) & ~(IntPtr.Size - 1));
+    }
+
+    /// <summary><c>struct in_pktinfo</c>: addresses in network order as the kernel keeps them.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct InPktInfo
+    {
+        public int IfIndex;
+        /// <summary>The local address the datagram was routed to (recvmsg), or the source to use (sendmsg).</summary>
+        public uint SpecificDestination;
+        /// <summary>The destination address in the IP header (recvmsg only).</summary>
+        public uint HeaderDestination;
+    }
+
+    /// <summary><c>struct in6_pktinfo</c>.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct In6PktInfo
+    {
+        public fixed byte Address[16];
+        public int IfIndex;
     }
 
     /// <summary><c>struct sockaddr_nl</c>.</summary>

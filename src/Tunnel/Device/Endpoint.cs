@@ -9,6 +9,12 @@ namespace Tunnel.Device;
 /// A UDP endpoint (IPv4 or IPv6 address and port) held as plain bytes in a value, so the receive
 /// path can compare and store the sender's address for roaming without allocating an
 /// <see cref="IPEndPoint"/> per packet. IPv4 is kept as 4 bytes (not IPv4-mapped IPv6).
+/// <para>A received endpoint also carries the local address the datagram arrived at (its
+/// <em>source</em> for replies: kernel WireGuard's endpoint src4/src6, wireguard-go's sticky
+/// sockets), so a host with several addresses answers from the one the peer wrote to. The source
+/// is not part of equality (<see cref="Equals(Endpoint)"/> compares where the peer is, as UAPI shows
+/// it) and not shown; <see cref="SameSource"/> compares it. An endpoint set by configuration has no
+/// source: the kernel's routing picks one.</para>
 /// </summary>
 public readonly struct Endpoint : IEquatable<Endpoint>
 {
@@ -18,14 +24,19 @@ public readonly struct Endpoint : IEquatable<Endpoint>
     private readonly uint _scopeId;
     private readonly ushort _port;
     private readonly byte _family; // 0 = default (no address), 4 or 6
+    // The local (source) address, held the same way; _sourceFamily 0 = none.
+    private readonly ulong _sourceHigh;
+    private readonly ulong _sourceLow;
+    private readonly int _sourceIfIndex;
+    private readonly byte _sourceFamily;
 
-    private Endpoint(ulong high, ulong low, uint scopeId, ushort port, byte family)
+    private Endpoint(in Endpoint destination, ulong sourceHigh, ulong sourceLow, int sourceIfIndex, byte sourceFamily)
     {
-        _high = high;
-        _low = low;
-        _scopeId = scopeId;
-        _port = port;
-        _family = family;
+        this = destination;
+        _sourceHigh = sourceHigh;
+        _sourceLow = sourceLow;
+        _sourceIfIndex = sourceIfIndex;
+        _sourceFamily = sourceFamily;
     }
 
     /// <summary>An endpoint from raw address bytes (4 or 16, network order) and a port.</summary>
@@ -103,6 +114,55 @@ public readonly struct Endpoint : IEquatable<Endpoint>
             length = 0;
         }
     }
+
+    /// <summary>
+    /// This endpoint with <paramref name="address"/> (4 or 16 bytes, network order; empty for none)
+    /// as the local address replies leave from. <paramref name="ifIndex"/> is the interface it
+    /// arrived on, kept for an IPv6 link-local source, which means nothing without it.
+    /// </summary>
+    public Endpoint WithSource(ReadOnlySpan<byte> address, int ifIndex)
+    {
+        if (address.Length == 4)
+            return new Endpoint(this, (ulong)BinaryPrimitives.ReadUInt32BigEndian(address) << 32, 0, ifIndex, 4);
+        if (address.Length == 16)
+            return new Endpoint(this, BinaryPrimitives.ReadUInt64BigEndian(address),
+                BinaryPrimitives.ReadUInt64BigEndian(address[8..]), ifIndex, 6);
+        return WithoutSource();
+    }
+
+    /// <summary>This endpoint with no source: the kernel's routing chooses one.</summary>
+    public Endpoint WithoutSource() => new(this, 0, 0, 0, 0);
+
+    /// <summary>True when a reply has a local address to leave from.</summary>
+    public bool HasSource => _sourceFamily != 0;
+
+    /// <summary>The interface the source address was seen on (0 when unknown).</summary>
+    public int SourceIfIndex => _sourceIfIndex;
+
+    /// <summary>Writes the source address (4 or 16 bytes, network order; 0 for none).</summary>
+    public void WriteSourceBytes(Span<byte> dst, out int length)
+    {
+        if (_sourceFamily == 4)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(dst, (uint)(_sourceHigh >> 32));
+            length = 4;
+        }
+        else if (_sourceFamily == 6)
+        {
+            BinaryPrimitives.WriteUInt64BigEndian(dst, _sourceHigh);
+            BinaryPrimitives.WriteUInt64BigEndian(dst[8..], _sourceLow);
+            length = 16;
+        }
+        else
+        {
+            length = 0;
+        }
+    }
+
+    /// <summary>Same local address and interface (the part <see cref="Equals(Endpoint)"/> leaves out).</summary>
+    public bool SameSource(in Endpoint other) =>
+        _sourceHigh == other._sourceHigh && _sourceLow == other._sourceLow
+        && _sourceIfIndex == other._sourceIfIndex && _sourceFamily == other._sourceFamily;
 
     /// <summary>The bytes a cookie is bound to: address then port, big-endian (as the kernel). At most 18.</summary>
     internal int WriteCookieSource(Span<byte> dst)

@@ -344,7 +344,9 @@ public sealed partial class Peer
     {
         lock (_lock)
         {
-            if (_hasEndpoint && _endpoint == from)
+            // The source counts too: after the peer writes to another of our addresses, replies
+            // follow it there (kernel: endpoint_eq compares src4/src6 as well).
+            if (_hasEndpoint && _endpoint == from && _endpoint.SameSource(from))
                 return;
             _endpoint = from;
             _hasEndpoint = true;

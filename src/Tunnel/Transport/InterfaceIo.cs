@@ -111,7 +111,7 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
         var bind = Bind;
         var destination = Destination(bind.AddressFamily);
         return EndpointAddress.TryWrite(to, bind.AddressFamily, destination)
-               && bind.SendSegments(datagrams, segmentSize, destination, out unsupported);
+               && bind.SendSegments(datagrams, segmentSize, destination, to, out unsupported);
     }
 
     private static SocketAddress Destination(AddressFamily family) =>
@@ -125,7 +125,7 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
         var bind = Bind;
         var destination = Destination(bind.AddressFamily);
         if (EndpointAddress.TryWrite(to, bind.AddressFamily, destination))
-            bind.Send(datagram, destination);
+            bind.Send(datagram, destination, to);
     }
 
     public void DeliverPacket(ReadOnlySpan<byte> ipPacket, Peer from)

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Tunnel.Device;
 
 namespace Tunnel.Transport;
 
@@ -89,6 +90,25 @@ public sealed class UdpBind : IDisposable
         TryForceBuffer(socket, SO_RCVBUFFORCE);
         TryForceBuffer(socket, SO_SNDBUFFORCE);
         TryEnableGro(socket);
+        EnablePacketInfo(socket);
+    }
+
+    /// <summary>
+    /// Asks for each datagram's local address (IP_PKTINFO for IPv4, IPV6_RECVPKTINFO for IPv6; on
+    /// the dual-stack socket both, as IPv4 peers arrive there too), so a reply can leave from the
+    /// address the peer wrote to (source-address stickiness, as kernel WireGuard and wireguard-go).
+    /// Without it a host with several addresses answers from whichever its routing picks, and a
+    /// peer behind a strict NAT or firewall drops the reply.
+    /// </summary>
+    private static void EnablePacketInfo(Socket socket)
+    {
+        if (!OperatingSystem.IsLinux())
+            return;
+        Span<byte> one = stackalloc byte[4];
+        BitConverter.TryWriteBytes(one, 1);
+        socket.SetRawSocketOption(LibC.SOL_IP, LibC.IP_PKTINFO, one);
+        if (socket.AddressFamily == AddressFamily.InterNetworkV6)
+            socket.SetRawSocketOption(LibC.SOL_IPV6, LibC.IPV6_RECVPKTINFO, one);
     }
 
     /// <summary>
@@ -197,23 +217,12 @@ public sealed class UdpBind : IDisposable
         return false;
     }
 
-    /// <summary>Sends one datagram. Returns false when it could not leave (no route, closed, ...):
-    /// UDP gives no delivery promise anyway, and the protocol's timers recover.</summary>
-    public bool Send(ReadOnlySpan<byte> datagram, SocketAddress destination)
-    {
-        try
-        {
-            return _socket.SendTo(datagram, SocketFlags.None, destination) == datagram.Length;
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
-        catch (ObjectDisposedException)
-        {
-            return false;
-        }
-    }
+    /// <summary>Sends one datagram to <paramref name="destination"/> (<paramref name="to"/> written
+    /// for this socket), from <paramref name="to"/>'s source address when it has one. Returns false
+    /// when it could not leave (no route, closed, ...): UDP gives no delivery promise anyway, and
+    /// the protocol's timers recover.</summary>
+    public bool Send(ReadOnlySpan<byte> datagram, SocketAddress destination, in Endpoint to) =>
+        SendMessage(datagram, 0, destination, to, out _) == datagram.Length;
 
     /// <summary>
     /// Sends <paramref name="datagrams"/> as datagrams of <paramref name="segmentSize"/> bytes
@@ -223,58 +232,151 @@ public sealed class UdpBind : IDisposable
     /// <paramref name="unsupported"/> is true if the kernel or route refuses GSO (EIO, EINVAL,
     /// ENOPROTOOPT), so the caller sends them one by one instead.
     /// </summary>
-    public unsafe bool SendSegments(ReadOnlySpan<byte> datagrams, int segmentSize, SocketAddress destination,
+    public bool SendSegments(ReadOnlySpan<byte> datagrams, int segmentSize, SocketAddress destination, in Endpoint to,
         out bool unsupported)
     {
-        unsupported = false;
+        var n = SendMessage(datagrams, segmentSize, destination, to, out var errno);
+        unsupported = n < 0 && errno is LibC.EIO or LibC.EINVAL or LibC.ENOPROTOOPT;
+        return n == datagrams.Length;
+    }
+
+    /// <summary>
+    /// One sendmsg: the data, UDP_SEGMENT when <paramref name="segmentSize"/> is not 0, and the
+    /// source address when <paramref name="to"/> has one. A send that fails with a source (the
+    /// address was removed: EINVAL for IPv6, ENETUNREACH for IPv4, EADDRNOTAVAIL) is tried once
+    /// more without it, as the kernel clears a stale src4/src6 and routes again; the next datagram
+    /// from the peer brings a fresh one. Returns the bytes sent, or -1 with <paramref name="errno"/>.
+    /// </summary>
+    private unsafe int SendMessage(ReadOnlySpan<byte> data, int segmentSize, SocketAddress destination, in Endpoint to,
+        out int errno)
+    {
+        errno = 0;
         var added = false;
         var handle = _socket.SafeHandle;
         try
         {
             handle.DangerousAddRef(ref added);
-            var control = stackalloc byte[LibC.CmsgHdr.Space(sizeof(ushort))];
-            new Span<byte>(control, LibC.CmsgHdr.Space(sizeof(ushort))).Clear();
-            var cmsg = (LibC.CmsgHdr*)control;
-            cmsg->Length = (nuint)(LibC.CmsgHdr.DataOffset + sizeof(ushort));
-            cmsg->Level = LibC.SOL_UDP;
-            cmsg->Type = LibC.UDP_SEGMENT;
-            *(ushort*)(control + LibC.CmsgHdr.DataOffset) = (ushort)segmentSize;
+            var control = stackalloc byte[SendControlSize];
+            var sourceLength = WriteSourceControl(new Span<byte>(control, SendControlSize), to);
+            var segmentLength = 0;
+            if (segmentSize != 0)
+            {
+                var segment = (LibC.CmsgHdr*)(control + sourceLength);
+                segmentLength = LibC.CmsgHdr.Space(sizeof(ushort));
+                new Span<byte>(segment, segmentLength).Clear();
+                segment->Length = (nuint)(LibC.CmsgHdr.DataOffset + sizeof(ushort));
+                segment->Level = LibC.SOL_UDP;
+                segment->Type = LibC.UDP_SEGMENT;
+                *(ushort*)((byte*)segment + LibC.CmsgHdr.DataOffset) = (ushort)segmentSize;
+            }
             var name = destination.Buffer.Span;
-            fixed (byte* data = datagrams)
+            fixed (byte* bytes = data)
             fixed (byte* address = name)
             {
-                var iov = new LibC.IoVec { Base = data, Length = (nuint)datagrams.Length };
+                var iov = new LibC.IoVec { Base = bytes, Length = (nuint)data.Length };
                 var message = new LibC.MsgHdr
                 {
                     Name = address,
                     NameLength = (uint)destination.Size,
                     Iov = &iov,
                     IovLength = 1,
-                    Control = control,
-                    ControlLength = (nuint)LibC.CmsgHdr.Space(sizeof(ushort)),
                 };
+                var withSource = sourceLength != 0;
                 while (true)
                 {
+                    // The source control message comes first, so dropping it is starting later.
+                    var skip = withSource ? 0 : sourceLength;
+                    var controlLength = sourceLength - skip + segmentLength;
+                    message.Control = controlLength == 0 ? null : control + skip;
+                    message.ControlLength = (nuint)controlLength;
                     var n = LibC.SendMsg(handle.DangerousGetHandle(), &message, 0);
                     if (n >= 0)
-                        return n == datagrams.Length;
-                    var errno = Marshal.GetLastPInvokeError();
+                        return (int)n;
+                    errno = Marshal.GetLastPInvokeError();
                     if (errno == LibC.EINTR)
                         continue;
-                    unsupported = errno is LibC.EIO or LibC.EINVAL or LibC.ENOPROTOOPT;
-                    return false;
+                    if (errno == LibC.EAGAIN && WaitWritable(handle.DangerousGetHandle()))
+                        continue;
+                    if (withSource)
+                    {
+                        withSource = false;
+                        continue;
+                    }
+                    return -1;
                 }
             }
         }
         catch (ObjectDisposedException)
         {
-            return false;
+            errno = LibC.EBADF;
+            return -1;
         }
         finally
         {
             if (added)
                 handle.DangerousRelease();
         }
+    }
+
+    // Room for the larger source message (in6_pktinfo) and UDP_SEGMENT's.
+    private static unsafe readonly int SendControlSize =
+        LibC.CmsgHdr.Space(sizeof(LibC.In6PktInfo)) + LibC.CmsgHdr.Space(sizeof(ushort));
+
+    /// <summary>
+    /// The control message that names the reply's source: IP_PKTINFO (ipi_spec_dst) for an IPv4
+    /// peer, on either socket (a dual-stack socket takes SOL_IP messages for IPv4-mapped peers),
+    /// IPV6_PKTINFO for an IPv6 one. The interface is left to routing (0), except for a link-local
+    /// IPv6 source, which is only an address on its own link. Returns its length, 0 for none.
+    /// </summary>
+    private static unsafe int WriteSourceControl(Span<byte> control, in Endpoint to)
+    {
+        if (!to.HasSource)
+            return 0;
+        Span<byte> source = stackalloc byte[16];
+        to.WriteSourceBytes(source, out var sourceLength);
+        if (sourceLength != to.AddressLength)
+            return 0; // an IPv4 peer seen through an IPv6 address, or the reverse: let routing choose
+        fixed (byte* start = control)
+        {
+            var cmsg = (LibC.CmsgHdr*)start;
+            if (sourceLength == 4)
+            {
+                var length = LibC.CmsgHdr.Space(sizeof(LibC.InPktInfo));
+                control[..length].Clear();
+                cmsg->Length = (nuint)(LibC.CmsgHdr.DataOffset + sizeof(LibC.InPktInfo));
+                cmsg->Level = LibC.SOL_IP;
+                cmsg->Type = LibC.IP_PKTINFO;
+                var info = (LibC.InPktInfo*)(start + LibC.CmsgHdr.DataOffset);
+                info->SpecificDestination = MemoryMarshal.Read<uint>(source);
+                return length;
+            }
+            else
+            {
+                var length = LibC.CmsgHdr.Space(sizeof(LibC.In6PktInfo));
+                control[..length].Clear();
+                cmsg->Length = (nuint)(LibC.CmsgHdr.DataOffset + sizeof(LibC.In6PktInfo));
+                cmsg->Level = LibC.SOL_IPV6;
+                cmsg->Type = LibC.IPV6_PKTINFO;
+                var info = (LibC.In6PktInfo*)(start + LibC.CmsgHdr.DataOffset);
+                source.CopyTo(new Span<byte>(info->Address, 16));
+                var linkLocal = source[0] == 0xfe && (source[1] & 0xc0) == 0x80;
+                info->IfIndex = linkLocal ? to.SourceIfIndex : 0;
+                return length;
+            }
+        }
+    }
+
+    /// <summary>A full send buffer on a socket the runtime made non-blocking: waits until it drains,
+    /// in slices so a close is noticed. False once closed.</summary>
+    private unsafe bool WaitWritable(nint fd)
+    {
+        var poll = new LibC.PollFd { Fd = (int)fd, Events = LibC.POLLOUT };
+        while (!_closed)
+        {
+            if (LibC.Poll(&poll, 1, 100) != 0)
+                return !_closed;
+        }
+        return false;
     }
 
     /// <summary>Closes the socket; a thread blocked in <see cref="ReceiveBatch"/> returns -1.</summary>

@@ -8,7 +8,8 @@ namespace Tunnel.Transport;
 /// and its control data. Native memory, so the kernel writes straight into it and nothing moves
 /// or is allocated per read; one owner thread; <see cref="Dispose"/> frees it.
 /// After <see cref="UdpBind.ReceiveBatch"/>, message <c>i</c> is <see cref="Data"/>(i), cut into
-/// datagrams of <see cref="SegmentSize"/>(i) bytes, from <see cref="Source"/>(i).
+/// datagrams of <see cref="SegmentSize"/>(i) bytes, from <see cref="Source"/>(i), to our local
+/// address <see cref="LocalAddress"/>(i) (IP_PKTINFO / IPV6_PKTINFO, for replies from the same one).
 /// </summary>
 internal sealed unsafe class UdpReceiveBatch : IDisposable
 {
@@ -17,7 +18,11 @@ internal sealed unsafe class UdpReceiveBatch : IDisposable
 
     private const int BufferSize = 65535;
     private const int NameSize = 128; // sockaddr_storage
-    private static readonly int ControlSize = LibC.CmsgHdr.Space(sizeof(int)) * 2;
+    // UDP_GRO's segment size, IP_PKTINFO (an IPv4 datagram) and IPV6_PKTINFO (either, on the
+    // dual-stack socket), and one spare int-sized message so an unexpected one does not truncate.
+    private static readonly int ControlSize = (LibC.CmsgHdr.Space(sizeof(int)) * 2)
+        + LibC.CmsgHdr.Space(sizeof(LibC.InPktInfo)) + LibC.CmsgHdr.Space(sizeof(LibC.In6PktInfo));
+    private const int LocalSize = 16;
 
     private readonly byte* _data;
     private readonly byte* _names;
@@ -25,6 +30,9 @@ internal sealed unsafe class UdpReceiveBatch : IDisposable
     private readonly LibC.IoVec* _iovs;
     private readonly LibC.MMsgHdr* _messages;
     private readonly int[] _segmentSizes = new int[Capacity];
+    private readonly byte[] _locals = new byte[Capacity * LocalSize];
+    private readonly int[] _localLengths = new int[Capacity];
+    private readonly int[] _localIfIndexes = new int[Capacity];
     private bool _disposed;
 
     public UdpReceiveBatch()
@@ -60,15 +68,18 @@ internal sealed unsafe class UdpReceiveBatch : IDisposable
         }
     }
 
-    /// <summary>After a read: reads each message's UDP_GRO segment size (its length when absent).
-    /// False for a message to skip (truncated).</summary>
+    /// <summary>After a read: reads each message's UDP_GRO segment size (its length when absent)
+    /// and the local address it came to (none when absent). False for a message to skip (truncated).</summary>
     internal bool Complete(int i)
     {
         ref var message = ref _messages[i];
         var length = (int)message.Length;
         _segmentSizes[i] = length;
+        _localLengths[i] = 0;
+        _localIfIndexes[i] = 0;
         if ((message.Header.Flags & LibC.MSG_TRUNC) != 0 || length == 0)
             return false;
+        var fromIpv4Info = false;
         var control = (byte*)message.Header.Control;
         var end = control + (int)message.Header.ControlLength;
         var cmsg = (LibC.CmsgHdr*)control;
@@ -80,6 +91,35 @@ internal sealed unsafe class UdpReceiveBatch : IDisposable
                 if (size > 0)
                     _segmentSizes[i] = Math.Min(size, length);
             }
+            else if (cmsg->Level == LibC.SOL_IP && cmsg->Type == LibC.IP_PKTINFO
+                     && (int)cmsg->Length >= LibC.CmsgHdr.DataOffset + sizeof(LibC.InPktInfo))
+            {
+                // The address the kernel routed the datagram to (spec_dst): what a reply's source
+                // must be. Preferred over IPV6_PKTINFO's mapped header address for IPv4.
+                var info = (LibC.InPktInfo*)((byte*)cmsg + LibC.CmsgHdr.DataOffset);
+                MemoryMarshal.Write(_locals.AsSpan(i * LocalSize), info->SpecificDestination);
+                _localLengths[i] = 4;
+                _localIfIndexes[i] = info->IfIndex;
+                fromIpv4Info = true;
+            }
+            else if (cmsg->Level == LibC.SOL_IPV6 && cmsg->Type == LibC.IPV6_PKTINFO && !fromIpv4Info
+                     && (int)cmsg->Length >= LibC.CmsgHdr.DataOffset + sizeof(LibC.In6PktInfo))
+            {
+                var info = (LibC.In6PktInfo*)((byte*)cmsg + LibC.CmsgHdr.DataOffset);
+                var address = new ReadOnlySpan<byte>(info->Address, 16);
+                var local = _locals.AsSpan(i * LocalSize, LocalSize);
+                if (IsV4Mapped(address))
+                {
+                    address[12..].CopyTo(local);
+                    _localLengths[i] = 4;
+                }
+                else
+                {
+                    address.CopyTo(local);
+                    _localLengths[i] = 16;
+                }
+                _localIfIndexes[i] = info->IfIndex;
+            }
             cmsg = (LibC.CmsgHdr*)((byte*)cmsg + LibC.CmsgHdr.Space((int)cmsg->Length - LibC.CmsgHdr.DataOffset));
         }
         return true;
@@ -88,6 +128,16 @@ internal sealed unsafe class UdpReceiveBatch : IDisposable
     public Span<byte> Data(int i) => new(_data + (i * BufferSize), (int)_messages[i].Length);
 
     public int SegmentSize(int i) => _segmentSizes[i];
+
+    private static bool IsV4Mapped(ReadOnlySpan<byte> address) =>
+        address[..10].IndexOfAnyExcept((byte)0) < 0 && address[10] == 0xff && address[11] == 0xff;
+
+    /// <summary>The local address message <paramref name="i"/> came to (4 or 16 bytes; empty when
+    /// the kernel did not say).</summary>
+    public ReadOnlySpan<byte> LocalAddress(int i) => _locals.AsSpan(i * LocalSize, _localLengths[i]);
+
+    /// <summary>The interface message <paramref name="i"/> came in on (0 when not known).</summary>
+    public int LocalIfIndex(int i) => _localIfIndexes[i];
 
     /// <summary>The source's sockaddr bytes (sockaddr_in or sockaddr_in6).</summary>
     public ReadOnlySpan<byte> Source(int i) =>

@@ -56,6 +56,7 @@ internal sealed class UdpReceiver(InterfaceIo io, DatagramHandler receive, TcpCo
                     var data = batch.Data(i);
                     if (data.IsEmpty || !EndpointAddress.TryRead(batch.Source(i), out var from))
                         continue;
+                    from = from.WithSource(batch.LocalAddress(i), batch.LocalIfIndex(i));
                     var segmentSize = batch.SegmentSize(i);
                     for (var offset = 0; offset < data.Length; offset += segmentSize)
                     {

@@ -39,7 +39,7 @@ internal sealed class UdpSendBatch
     public void Add(InterfaceIo io, ReadOnlySpan<byte> datagram, in Endpoint to, ulong generation)
     {
         if (_count > 0 && (_closed || datagram.Length > _segmentSize || _count == MaxSegments
-                           || _length + datagram.Length > MaxBytes || !_destination.Equals(to)
+                           || _length + datagram.Length > MaxBytes || !_destination.Equals(to) || !_destination.SameSource(to)
                            || generation != _generation))
             Flush(io);
         if (datagram.Length > MaxBytes)

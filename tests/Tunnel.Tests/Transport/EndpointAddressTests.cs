@@ -34,7 +34,7 @@ public sealed class EndpointAddressTests
         for (var i = 0; i < 3; i++)
         {
             Assert.True(EndpointAddress.TryWrite(peerEndpoint, bind.AddressFamily, destination));
-            Assert.True(bind.Send("ping"u8, destination));
+            Assert.True(bind.Send("ping"u8, destination, peerEndpoint));
             var n = peer.Receive(reply);
             Assert.Equal(4, n);
             peer.SendTo(reply.AsSpan(0, n), new IPEndPoint(address, bind.Port));

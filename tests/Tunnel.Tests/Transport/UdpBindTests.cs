@@ -35,8 +35,11 @@ public sealed class UdpBindTests
         Assert.Equal("hello"u8.ToArray(), batch.Data(0).ToArray());
         Assert.True(EndpointAddress.TryRead(batch.Source(0), out var from));
         Assert.Equal(client.LocalEndPoint, from.ToIPEndPoint()); // IPv4 comes back as IPv4, not ::ffff:
+        // The local address it came to (IP_PKTINFO / IPV6_PKTINFO), in the peer's family too.
+        Assert.Equal(address.GetAddressBytes(), batch.LocalAddress(0).ToArray());
+        from = from.WithSource(batch.LocalAddress(0), batch.LocalIfIndex(0));
 
-        Assert.True(bind.Send("world"u8, To(bind, from.ToIPEndPoint())));
+        Assert.True(bind.Send("world"u8, To(bind, from.ToIPEndPoint()), from));
         var reply = new byte[16];
         var m = client.Receive(reply);
         Assert.Equal("world"u8.ToArray(), reply[..m]);
@@ -68,8 +71,34 @@ public sealed class UdpBindTests
         using var bind = UdpBind.Open(0);
         // Port 9 on loopback: nobody listens; any ICMP error must not surface as an exception.
         var target = To(bind, new IPEndPoint(IPAddress.Loopback, 9));
-        bind.Send("x"u8, target);
-        bind.Send("x"u8, target);
+        bind.Send("x"u8, target, default);
+        bind.Send("x"u8, target, default);
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1")]
+    [InlineData("::1")]
+    public void A_source_address_the_host_does_not_have_is_dropped_and_the_reply_still_leaves(string loopback)
+    {
+        // A reply's source came from a datagram; the address may since have been removed. The
+        // kernel refuses it (ENETUNREACH, EINVAL); the send must go out from the address routing picks.
+        using var bind = UdpBind.Open(0);
+        var address = IPAddress.Parse(loopback);
+        using var client = new Socket(address.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        client.Bind(new IPEndPoint(address, 0));
+        client.ReceiveTimeout = 10_000;
+        var clientEndpoint = (IPEndPoint)client.LocalEndPoint!;
+        byte[] absent = address.AddressFamily == AddressFamily.InterNetwork
+            ? [192, 0, 2, 77]
+            : IPAddress.Parse("2001:db8::77").GetAddressBytes();
+        var gone = Endpoint.FromIPEndPoint(clientEndpoint).WithSource(absent, 0);
+
+        Assert.True(bind.Send("still"u8, To(bind, clientEndpoint), gone));
+        var reply = new byte[16];
+        EndPoint sender = new IPEndPoint(address.AddressFamily == AddressFamily.InterNetwork ? IPAddress.Any : IPAddress.IPv6Any, 0);
+        var n = client.ReceiveFrom(reply, ref sender);
+        Assert.Equal("still"u8.ToArray(), reply[..n]);
+        Assert.Equal(address, ((IPEndPoint)sender).Address);
     }
 
     [Fact]
@@ -81,6 +110,7 @@ public sealed class UdpBindTests
         client.ReceiveTimeout = 10_000;
         using var batch = new UdpReceiveBatch();
         var back = To(bind, (IPEndPoint)client.LocalEndPoint!);
+        var backFrom = Endpoint.FromIPEndPoint((IPEndPoint)client.LocalEndPoint!);
         var buffer = new byte[1500];
         var payload = new byte[1200];
 
@@ -93,7 +123,7 @@ public sealed class UdpBindTests
                 client.SendTo(payload, SocketFlags.None, clientTarget);
                 var before = GC.GetAllocatedBytesForCurrentThread();
                 bind.ReceiveBatch(batch);
-                bind.Send(batch.Data(0)[..100], back);
+                bind.Send(batch.Data(0)[..100], back, backFrom.WithSource(batch.LocalAddress(0), batch.LocalIfIndex(0)));
                 bindAllocated += GC.GetAllocatedBytesForCurrentThread() - before;
                 client.Receive(buffer);
             }
