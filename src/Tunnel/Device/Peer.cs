@@ -47,6 +47,11 @@ public sealed partial class Peer
     private ushort _persistentKeepaliveInterval;
     private bool _removed;
 
+    // The device's PeerList runs through these (writers hold the device's config lock; readers
+    // follow NextInDevice without one).
+    internal Peer? NextInDevice;
+    internal Peer? PreviousInDevice;
+
     internal Peer(TunnelDevice device, PublicKey publicKey, StaticIdentity? identity)
     {
         _device = device;
@@ -65,6 +70,7 @@ public sealed partial class Peer
     internal Handshake? Handshake => Volatile.Read(ref _handshake);
     internal uint HandshakeIndex { get { lock (_lock) return _handshakeIndex; } }
     internal int StagedCount => _staged.Count;
+    internal bool HasStagedRing => _staged.HasRing;
 
     public void CopyPublicKey(Span<byte> dst) => _publicKey.CopyTo(dst);
 

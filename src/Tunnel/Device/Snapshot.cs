@@ -41,7 +41,7 @@ public sealed partial class TunnelDevice
             state.Fork = Fork.Capture();
             state.RateLimiter = _rateLimiter.Capture();
 
-            Peer[] peers = _peerList;
+            Peer[] peers = _peerList.ToArray();
             state.Peers = Array.ConvertAll(peers, peer => peer.Capture(state));
 
             var indexes = new List<IndexCapture>();

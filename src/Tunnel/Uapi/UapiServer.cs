@@ -314,6 +314,7 @@ public sealed class UapiServer : IAsyncDisposable
         else
         {
             await _operation.WaitAsync(cancel);
+            connection.Applying();
             try
             {
                 errno = _device.ApplySet(request);
@@ -327,6 +328,9 @@ public sealed class UapiServer : IAsyncDisposable
             {
                 _operation.Release();
             }
+            // Applying 100,000 peers takes seconds (an X25519 per new peer): the client still gets
+            // its whole reply time, or wg would report a failure for a set that took effect.
+            connection.Replying();
         }
         await ReplyAsync(client, errno, cancel);
         return true;
