@@ -86,7 +86,7 @@ internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
     public int HeldCount => _held.Count;
 
     /// <summary>A keypair that can send now.</summary>
-    public bool HasLiveSession => Device.Peers.Count > 0 && Device.Peers[0].Keypairs.Current is { CanSend: true };
+    public bool HasLiveSession => Device.Peers.FirstOrDefault()?.Keypairs.Current is { CanSend: true };
 
     private static IGenerationCounter? PullCounter(GuestContext ctx, ForkScenario scenario) =>
         scenario.Mode is ForkGuardMode.HotPath or ForkGuardMode.Both
@@ -201,7 +201,7 @@ internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
 
     private bool SealedUnderLiveKeypair(byte[] datagram)
     {
-        if (datagram.Length < 8 || datagram[0] != 4 || Device.Peers is not [Peer b, ..])
+        if (datagram.Length < 8 || datagram[0] != 4 || Device.Peers.FirstOrDefault() is not Peer b)
             return true;
         uint index = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(datagram.AsSpan(4));
         foreach (Keypair? k in new[] { b.Keypairs.Previous, b.Keypairs.Current, b.Keypairs.Next })

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Tunnel.Crypto;
 
 namespace Tunnel.Config;
 
@@ -119,6 +120,8 @@ public sealed class ConfigParser
         private readonly List<InterfaceAddress> _addresses = [];
         private PeerBuilder? _peer;
         private readonly List<PeerConfig> _peers = [];
+        // Each peer's public key and the line of its [Peer]: the duplicate check stays O(1) per peer.
+        private readonly Dictionary<PublicKey, int> _peerLines = [];
         private readonly List<string> _warnings = [];
         private readonly HashSet<string> _seenKeys = new(StringComparer.OrdinalIgnoreCase);
         private readonly List<byte[]> _secrets = [];
@@ -243,11 +246,8 @@ public sealed class ConfigParser
             {
                 case "publickey":
                     peer.PublicKey = Key(number, "PublicKey", value);
-                    foreach (var other in _peers)
-                    {
-                        if (other.PublicKey.AsSpan().SequenceEqual(peer.PublicKey))
-                            throw Error(number, $"PublicKey repeats the peer of line {other.Line}");
-                    }
+                    if (!_peerLines.TryAdd(new PublicKey(peer.PublicKey), peer.Line))
+                        throw Error(number, $"PublicKey repeats the peer of line {_peerLines[new PublicKey(peer.PublicKey)]}");
                     break;
                 case "presharedkey":
                     peer.PresharedKey = Key(number, "PresharedKey", value);

@@ -1,6 +1,5 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 
 namespace Tunnel.Crypto;
 
@@ -44,8 +43,12 @@ public readonly struct PublicKey : IEquatable<PublicKey>
 
     public override int GetHashCode()
     {
-        // Keys are uniformly random, so a few of their bytes make a good hash.
-        return MemoryMarshal.Read<int>(Bytes) ^ MemoryMarshal.Read<int>(Bytes[16..]);
+        // All 32 bytes, with the process's random seed: a hub's keys come from files and tools,
+        // and keys that differ in only a few bytes (generated ones, say) all collided when 8 bytes
+        // made the hash, which turned every peer lookup among 50,000 into a list walk.
+        var hash = new HashCode();
+        hash.AddBytes(Bytes);
+        return hash.ToHashCode();
     }
 
     public static bool operator ==(PublicKey left, PublicKey right) => left.Equals(right);

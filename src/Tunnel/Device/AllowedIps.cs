@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace Tunnel.Device;
 
@@ -22,9 +23,17 @@ public sealed class AllowedIps<TPeer> where TPeer : class
     private readonly Lock _writeLock = new();
     private Node? _root4;
     private Node? _root6;
-    // Each peer's prefixes in the order they were (last) inserted: for RemoveByPeer and for the
-    // UAPI listing. Only writers touch it.
-    private readonly Dictionary<TPeer, LinkedList<Node>> _byPeer = new(ReferenceEqualityComparer.Instance);
+    // Each peer's prefixes in the order they were (last) inserted, as a list threaded through the
+    // nodes (first and last here): for RemoveByPeer and for the UAPI listing. Only writers touch
+    // it. No object per peer or per prefix beyond the node itself: at 100,000 peers each one counts.
+    private readonly Dictionary<TPeer, PeerPrefixes> _byPeer = new(ReferenceEqualityComparer.Instance);
+    private int _count;
+
+    private struct PeerPrefixes
+    {
+        public Node First;
+        public Node Last;
+    }
 
     private sealed class Node
     {
@@ -33,12 +42,15 @@ public sealed class AllowedIps<TPeer> where TPeer : class
         public readonly UInt128 Key;
         public readonly byte Cidr;
         public readonly byte Bits; // 32 or 128
+        public byte ParentBit;
         public TPeer? Peer;
-        public readonly Node?[] Child = new Node?[2];
-        // Writer-side bookkeeping: where this node hangs (Parent null = the family's root).
+        public Node? Child0;
+        public Node? Child1;
+        // Writer-side bookkeeping: where this node hangs (Parent null = the family's root), and
+        // its neighbours in its owner's list of prefixes.
         public Node? Parent;
-        public int ParentBit;
-        public LinkedListNode<Node>? PeerEntry;
+        public Node? PeerPrevious;
+        public Node? PeerNext;
 
         public Node(UInt128 key, byte cidr, byte bits)
         {
@@ -49,6 +61,13 @@ public sealed class AllowedIps<TPeer> where TPeer : class
 
         /// <summary>The bit of <paramref name="key"/> just after this node's prefix: which child leads towards it.</summary>
         public int Choose(UInt128 key) => (int)(key >> (127 - Cidr)) & 1;
+
+        public ref Node? Child(int bit)
+        {
+            if (bit == 0)
+                return ref Child0;
+            return ref Child1;
+        }
     }
 
     /// <summary>
@@ -103,7 +122,7 @@ public sealed class AllowedIps<TPeer> where TPeer : class
                     RemoveNode(node);
                     return true;
                 }
-                node = node.Child[node.Choose(key)];
+                node = node.Child(node.Choose(key));
             }
             return false;
         }
@@ -126,10 +145,8 @@ public sealed class AllowedIps<TPeer> where TPeer : class
         ArgumentNullException.ThrowIfNull(peer);
         lock (_writeLock)
         {
-            if (!_byPeer.TryGetValue(peer, out LinkedList<Node>? list))
-                return;
-            while (list.First is { } first)
-                RemoveNode(first.Value); // also unlinks it from the list, and drops the list when empty
+            while (_byPeer.TryGetValue(peer, out PeerPrefixes prefixes))
+                RemoveNode(prefixes.First); // also unlinks it from the list, and drops the entry when empty
         }
     }
 
@@ -141,6 +158,7 @@ public sealed class AllowedIps<TPeer> where TPeer : class
             Volatile.Write(ref _root4, null);
             Volatile.Write(ref _root6, null);
             _byPeer.Clear();
+            _count = 0;
         }
     }
 
@@ -175,7 +193,7 @@ public sealed class AllowedIps<TPeer> where TPeer : class
                 found = peer;
             if (node.Cidr == node.Bits)
                 break;
-            node = Volatile.Read(ref node.Child[node.Choose(key)]);
+            node = Volatile.Read(ref node.Child(node.Choose(key)));
         }
         return found;
     }
@@ -189,10 +207,10 @@ public sealed class AllowedIps<TPeer> where TPeer : class
         ArgumentNullException.ThrowIfNull(peer);
         lock (_writeLock)
         {
-            if (!_byPeer.TryGetValue(peer, out LinkedList<Node>? list))
+            if (!_byPeer.TryGetValue(peer, out PeerPrefixes prefixes))
                 return [];
-            var result = new List<IPNetwork>(list.Count);
-            foreach (Node node in list)
+            var result = new List<IPNetwork>(1);
+            for (Node? node = prefixes.First; node is not null; node = node.PeerNext)
                 result.Add(ToNetwork(node));
             return result;
         }
@@ -204,12 +222,7 @@ public sealed class AllowedIps<TPeer> where TPeer : class
         get
         {
             lock (_writeLock)
-            {
-                int count = 0;
-                foreach (LinkedList<Node> list in _byPeer.Values)
-                    count += list.Count;
-                return count;
-            }
+                return _count;
         }
     }
 
@@ -237,8 +250,20 @@ public sealed class AllowedIps<TPeer> where TPeer : class
             if (problem is not null)
                 return problem;
             int listed = 0;
-            foreach (LinkedList<Node> list in _byPeer.Values)
-                listed += list.Count;
+            foreach ((TPeer peer, PeerPrefixes prefixes) in _byPeer)
+            {
+                Node? previous = null;
+                for (Node? node = prefixes.First; node is not null; previous = node, node = node.PeerNext)
+                {
+                    if (!ReferenceEquals(node.Peer, peer) || !ReferenceEquals(node.PeerPrevious, previous))
+                        return $"node /{node.Cidr} is in the wrong peer's list, or its links are wrong";
+                    listed++;
+                }
+                if (!ReferenceEquals(previous, prefixes.Last))
+                    return "a peer's list does not end at its last node";
+            }
+            if (listed != _count)
+                return $"{listed} listed nodes but a count of {_count}";
             return listed == owned ? null : $"{owned} owned nodes but {listed} listed";
         }
     }
@@ -255,15 +280,15 @@ public sealed class AllowedIps<TPeer> where TPeer : class
             return $"node /{node.Cidr} has a wrong parent link";
         if (parent is not null && (node.Cidr <= parent.Cidr || !Matches(parent, node.Key) || parent.Choose(node.Key) != bit))
             return $"node /{node.Cidr} is not below its parent /{parent.Cidr} on side {bit}";
-        if (node.Peer is null && (node.Child[0] is null || node.Child[1] is null))
+        if (node.Peer is null && (node.Child0 is null || node.Child1 is null))
             return $"peerless node /{node.Cidr} has fewer than two children";
         if (node.Peer is not null)
         {
             owned++;
-            if (node.PeerEntry?.List is null || !_byPeer.TryGetValue(node.Peer, out var list) || node.PeerEntry.List != list)
+            if (!_byPeer.ContainsKey(node.Peer))
                 return $"node /{node.Cidr} is missing from its peer's list";
         }
-        return Check(node.Child[0], node, 0, bits, ref owned) ?? Check(node.Child[1], node, 1, bits, ref owned);
+        return Check(node.Child0, node, 0, bits, ref owned) ?? Check(node.Child1, node, 1, bits, ref owned);
     }
 
     private static bool TryReadPrefix(ReadOnlySpan<byte> address, int cidr, out UInt128 key, out byte bits)
@@ -319,7 +344,7 @@ public sealed class AllowedIps<TPeer> where TPeer : class
                 return;
             }
             parent = node;
-            node = node.Child[node.Choose(key)];
+            node = node.Child(node.Choose(key));
         }
 
         var created = new Node(key, cidr, bits);
@@ -356,41 +381,57 @@ public sealed class AllowedIps<TPeer> where TPeer : class
         if (child is not null)
         {
             child.Parent = parent;
-            child.ParentBit = bit;
+            child.ParentBit = (byte)bit;
         }
         if (parent is null)
             Volatile.Write(ref root, child);
         else
-            Volatile.Write(ref parent.Child[bit], child);
+            Volatile.Write(ref parent.Child(bit), child);
     }
 
     private void SetOwner(Node node, TPeer peer)
     {
-        if (node.PeerEntry is not null)
+        if (node.Peer is not null)
             DetachFromPeerList(node);
-        LinkedList<Node> list = ListFor(peer);
-        node.PeerEntry = list.AddLast(node);
+        ref PeerPrefixes prefixes = ref CollectionsMarshal.GetValueRefOrAddDefault(_byPeer, peer, out bool exists);
+        if (exists)
+        {
+            node.PeerPrevious = prefixes.Last;
+            prefixes.Last.PeerNext = node;
+        }
+        else
+        {
+            prefixes.First = node;
+        }
+        prefixes.Last = node;
+        _count++;
         Volatile.Write(ref node.Peer, peer);
     }
 
-    private LinkedList<Node> ListFor(TPeer peer)
-    {
-        if (!_byPeer.TryGetValue(peer, out LinkedList<Node>? list))
-        {
-            list = new LinkedList<Node>();
-            _byPeer.Add(peer, list);
-        }
-        return list;
-    }
-
+    /// <summary>Takes an owned node out of its owner's list (the node keeps its owner until the caller changes it).</summary>
     private void DetachFromPeerList(Node node)
     {
-        LinkedListNode<Node> entry = node.PeerEntry!;
-        LinkedList<Node> list = entry.List!;
-        list.Remove(entry);
-        if (list.Count == 0)
-            _byPeer.Remove(node.Peer!);
-        node.PeerEntry = null;
+        TPeer owner = node.Peer!;
+        ref PeerPrefixes prefixes = ref CollectionsMarshal.GetValueRefOrNullRef(_byPeer, owner);
+        Node? previous = node.PeerPrevious, next = node.PeerNext;
+        if (previous is null && next is null)
+        {
+            _byPeer.Remove(owner);
+        }
+        else
+        {
+            if (previous is null)
+                prefixes.First = next!;
+            else
+                previous.PeerNext = next;
+            if (next is null)
+                prefixes.Last = previous!;
+            else
+                next.PeerPrevious = previous;
+        }
+        node.PeerPrevious = null;
+        node.PeerNext = null;
+        _count--;
     }
 
     /// <summary>
@@ -403,7 +444,7 @@ public sealed class AllowedIps<TPeer> where TPeer : class
         Volatile.Write(ref node.Peer, null);
         ref Node? root = ref node.Bits == 32 ? ref _root4 : ref _root6;
 
-        Node? left = node.Child[0], right = node.Child[1];
+        Node? left = node.Child0, right = node.Child1;
         if (left is not null && right is not null)
             return; // still a branch point
 
@@ -415,7 +456,7 @@ public sealed class AllowedIps<TPeer> where TPeer : class
         // replace it by its remaining child.
         if (only is null && parent is not null && parent.Peer is null)
         {
-            Node? sibling = parent.Child[node.ParentBit ^ 1];
+            Node? sibling = parent.Child(node.ParentBit ^ 1);
             Link(ref root, parent.Parent, parent.ParentBit, sibling);
         }
     }

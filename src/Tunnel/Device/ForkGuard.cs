@@ -185,7 +185,7 @@ public sealed class ForkGuard : IDisposable
     /// so everything goes.</param>
     private void ClearSessions(bool rekey, ulong? keepMadeAt)
     {
-        IReadOnlyList<Peer> peers = _device.Peers;
+        IReadOnlyList<Peer> peers = _device.Peers.ToArray(); // positions: whom to rekey once all are cleared
         var rekeyPeer = new bool[peers.Count];
         for (int i = 0; i < peers.Count; i++)
         {

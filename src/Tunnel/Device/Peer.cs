@@ -19,7 +19,9 @@ public sealed partial class Peer
     private readonly Lock _lock = new();
     private readonly TunnelDevice _device;
     private readonly PublicKey _publicKey;
-    private readonly SymmetricKey _presharedKey = new();
+    // Null while the preshared key is all zeros (none): most peers of a big hub have none, and the
+    // handshake keeps its own copy anyway. Guarded by _lock.
+    private SymmetricKey? _presharedKey;
     private readonly CookieGenerator _cookieGenerator;
     private readonly StagedPackets _staged = new(Constants.MaxStagedPackets);
 
@@ -47,6 +49,11 @@ public sealed partial class Peer
     private ushort _persistentKeepaliveInterval;
     private bool _removed;
 
+    // The device's PeerList runs through these (writers hold the device's config lock; readers
+    // follow NextInDevice without one).
+    internal Peer? NextInDevice;
+    internal Peer? PreviousInDevice;
+
     internal Peer(TunnelDevice device, PublicKey publicKey, StaticIdentity? identity)
     {
         _device = device;
@@ -65,6 +72,7 @@ public sealed partial class Peer
     internal Handshake? Handshake => Volatile.Read(ref _handshake);
     internal uint HandshakeIndex { get { lock (_lock) return _handshakeIndex; } }
     internal int StagedCount => _staged.Count;
+    internal bool HasStagedRing => _staged.HasRing;
 
     public void CopyPublicKey(Span<byte> dst) => _publicKey.CopyTo(dst);
 
@@ -73,14 +81,29 @@ public sealed partial class Peer
     {
         lock (_lock)
         {
-            _presharedKey.Set(psk);
+            SetPresharedKeyLocked(psk);
             _handshake?.SetPresharedKey(psk);
         }
     }
 
     public void CopyPresharedKey(Span<byte> dst)
     {
-        lock (_lock) _presharedKey.Bytes.CopyTo(dst);
+        lock (_lock)
+        {
+            if (_presharedKey is null)
+                dst[..SymmetricKey.Size].Clear();
+            else
+                _presharedKey.Bytes.CopyTo(dst);
+        }
+    }
+
+    private void SetPresharedKeyLocked(ReadOnlySpan<byte> psk)
+    {
+        if (psk.Length != SymmetricKey.Size)
+            throw new ArgumentException($"A preshared key is {SymmetricKey.Size} bytes, not {psk.Length}.", nameof(psk));
+        if (_presharedKey is null && psk.IndexOfAnyExcept((byte)0) < 0)
+            return; // none, and none before: nothing to hold
+        (_presharedKey ??= new SymmetricKey()).Set(psk);
     }
 
     /// <summary>Where datagrams for this peer go; follows the last authenticated packet (roaming).</summary>
@@ -247,7 +270,8 @@ public sealed partial class Peer
             else if (_handshake is null)
             {
                 var handshake = new Handshake(identity, _publicKey);
-                handshake.SetPresharedKey(_presharedKey.Bytes);
+                if (_presharedKey is not null)
+                    handshake.SetPresharedKey(_presharedKey.Bytes);
                 Volatile.Write(ref _handshake, handshake);
             }
             else
@@ -267,7 +291,7 @@ public sealed partial class Peer
             _removed = true;
             _handshake?.Dispose();
             Volatile.Write(ref _handshake, null);
-            _presharedKey.Dispose();
+            _presharedKey?.Dispose();
             _cookieGenerator.Dispose();
         }
         _staged.Clear();

@@ -41,7 +41,7 @@ public sealed partial class TunnelDevice
             state.Fork = Fork.Capture();
             state.RateLimiter = _rateLimiter.Capture();
 
-            Peer[] peers = _peerList;
+            Peer[] peers = _peerList.ToArray();
             state.Peers = Array.ConvertAll(peers, peer => peer.Capture(state));
 
             var indexes = new List<IndexCapture>();
@@ -144,7 +144,7 @@ public sealed partial class Peer
         var c = new PeerCapture { PublicKey = _publicKey };
         lock (_lock)
         {
-            c.PresharedKey = state.Secret(_presharedKey.Bytes);
+            c.PresharedKey = _presharedKey is null ? state.NewSecret(SymmetricKey.Size) : state.Secret(_presharedKey.Bytes);
             if (_handshake is { } handshake)
             {
                 lock (handshake.SyncRoot)
@@ -226,7 +226,7 @@ public sealed partial class Peer
     {
         lock (_lock)
         {
-            _presharedKey.Set(c.PresharedKey);
+            SetPresharedKeyLocked(c.PresharedKey);
             if (_handshake is { } handshake && c.Handshake is { } h)
             {
                 handshake.SetPresharedKey(c.PresharedKey);

@@ -8,46 +8,58 @@ namespace Tunnel.Device;
 /// FIFO of copies in pooled buffers; when full, the oldest packet is dropped, as the kernel does.
 /// A buffer is zeroed before it goes back to the shared pool: it held plaintext. Thread-safe.
 /// </summary>
+/// <remarks>
+/// The ring (2 KiB for 128 slots) exists only while the peer has something staged or has had
+/// since the last <see cref="Clear"/>: most of 100,000 idle peers never stage a packet, and an
+/// eager ring was half of an idle peer's memory (issue 12).
+/// </remarks>
 internal sealed class StagedPackets
 {
     private readonly Lock _lock = new();
-    private readonly byte[]?[] _buffers;
-    private readonly int[] _lengths;
+    private readonly int _capacity;
+    private Slot[]? _ring;
     private int _head;
     private int _count;
 
+    private struct Slot
+    {
+        public byte[]? Buffer;
+        public int Length;
+    }
+
     public StagedPackets(int capacity)
     {
-        _buffers = new byte[capacity][];
-        _lengths = new int[capacity];
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(capacity);
+        _capacity = capacity;
     }
 
     public int Count { get { lock (_lock) return _count; } }
+
+    /// <summary>True while the ring is allocated (tests of the lazy footprint).</summary>
+    internal bool HasRing { get { lock (_lock) return _ring is not null; } }
 
     /// <summary>Copies <paramref name="packet"/> in; drops the oldest packet if full.</summary>
     public void Enqueue(ReadOnlySpan<byte> packet)
     {
         byte[] buffer = ArrayPool<byte>.Shared.Rent(Math.Max(packet.Length, 1));
         packet.CopyTo(buffer);
-        byte[]? dropped = null;
-        int droppedLength = 0;
+        Slot dropped = default;
         lock (_lock)
         {
-            if (_count == _buffers.Length)
+            Slot[] ring = _ring ??= new Slot[_capacity];
+            if (_count == ring.Length)
             {
-                dropped = _buffers[_head];
-                droppedLength = _lengths[_head];
-                _buffers[_head] = null;
-                _head = (_head + 1) % _buffers.Length;
+                dropped = ring[_head];
+                ring[_head] = default;
+                _head = (_head + 1) % ring.Length;
                 _count--;
             }
-            int tail = (_head + _count) % _buffers.Length;
-            _buffers[tail] = buffer;
-            _lengths[tail] = packet.Length;
+            int tail = (_head + _count) % ring.Length;
+            ring[tail] = new Slot { Buffer = buffer, Length = packet.Length };
             _count++;
         }
-        if (dropped is not null)
-            Release(dropped, droppedLength);
+        if (dropped.Buffer is not null)
+            Release(dropped.Buffer, dropped.Length);
     }
 
     /// <summary>Takes the oldest packet; the caller returns <paramref name="buffer"/> with <see cref="Release"/> or <see cref="PutBack"/>.</summary>
@@ -61,10 +73,11 @@ internal sealed class StagedPackets
                 length = 0;
                 return false;
             }
-            buffer = _buffers[_head]!;
-            length = _lengths[_head];
-            _buffers[_head] = null;
-            _head = (_head + 1) % _buffers.Length;
+            Slot[] ring = _ring!;
+            buffer = ring[_head].Buffer!;
+            length = ring[_head].Length;
+            ring[_head] = default;
+            _head = (_head + 1) % ring.Length;
             _count--;
             return true;
         }
@@ -79,11 +92,11 @@ internal sealed class StagedPackets
     {
         lock (_lock)
         {
-            if (_count < _buffers.Length)
+            Slot[] ring = _ring ??= new Slot[_capacity]; // a Clear in between may have dropped it
+            if (_count < ring.Length)
             {
-                _head = (_head + _buffers.Length - 1) % _buffers.Length;
-                _buffers[_head] = buffer;
-                _lengths[_head] = length;
+                _head = (_head + ring.Length - 1) % ring.Length;
+                ring[_head] = new Slot { Buffer = buffer, Length = length };
                 _count++;
                 return;
             }
@@ -106,17 +119,25 @@ internal sealed class StagedPackets
             var copies = new byte[_count][];
             for (int i = 0; i < _count; i++)
             {
-                int at = (_head + i) % _buffers.Length;
-                copies[i] = _buffers[at].AsSpan(0, _lengths[at]).ToArray();
+                Slot slot = _ring![(_head + i) % _ring.Length];
+                copies[i] = slot.Buffer.AsSpan(0, slot.Length).ToArray();
             }
             return copies;
         }
     }
 
-    /// <summary>Drops every staged packet.</summary>
+    /// <summary>Drops every staged packet, and the ring with them.</summary>
     public void Clear()
     {
         while (TryDequeue(out byte[] buffer, out int length))
             Release(buffer, length);
+        lock (_lock)
+        {
+            if (_count == 0)
+            {
+                _ring = null;
+                _head = 0;
+            }
+        }
     }
 }

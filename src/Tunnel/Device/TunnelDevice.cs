@@ -26,7 +26,8 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
 
     private readonly Lock _configLock = new();
     private readonly ConcurrentDictionary<PublicKey, Peer> _peers = new();
-    private Peer[] _peerList = [];
+    // Never replaced; not readonly only so that Volatile.Read(ref _peerList) (timers, digest) compiles.
+    private PeerList _peerList = new();
     private readonly RateLimiter _rateLimiter;
     private readonly ILogger _logger;
 
@@ -102,11 +103,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
             // A peer with our new public key would be ourselves: remove it, as the kernel does
             // (wg_set_device: "We remove before setting, to prevent race").
             if (key is not null && _peers.TryRemove(key.PublicKey, out Peer? self))
-            {
-                _peerList = Array.FindAll(_peerList, p => !ReferenceEquals(p, self));
-                AllowedIps.RemoveByPeer(self);
-                self.Remove();
-            }
+                Unlink(self);
             PrivateKey? oldKey = _privateKey;
             CookieChecker? oldChecker = _cookieChecker;
             _privateKey = key;
@@ -158,11 +155,11 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
                 throw new ArgumentException("A peer cannot have the device's own public key.", nameof(publicKey));
             if (_peers.TryGetValue(key, out Peer? existing))
                 return existing;
-            if (_peers.Count >= Constants.MaxPeersPerDevice)
+            if (_peerList.Count >= Constants.MaxPeersPerDevice)
                 throw new InvalidOperationException("Too many peers.");
             var peer = new Peer(this, key, _identity);
             _peers[key] = peer;
-            _peerList = [.. _peerList, peer];
+            _peerList.Add(peer);
             return peer;
         }
     }
@@ -183,11 +180,17 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
         {
             if (!_peers.TryRemove(new PublicKey(publicKey), out Peer? peer))
                 return false;
-            _peerList = Array.FindAll(_peerList, p => !ReferenceEquals(p, peer));
-            AllowedIps.RemoveByPeer(peer);
-            peer.Remove();
+            Unlink(peer);
             return true;
         }
+    }
+
+    /// <summary>Takes a peer already out of the key map off the list and the allowed IPs, and zeroes it (config lock held).</summary>
+    private void Unlink(Peer peer)
+    {
+        _peerList.Remove(peer);
+        AllowedIps.RemoveByPeer(peer);
+        peer.Remove();
     }
 
     public void RemoveAllPeers()
@@ -195,18 +198,21 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
         using var section = Rcu.ReadLock(); // one reclamation pass for all peers' keypairs
         lock (_configLock)
         {
+            // A removed peer keeps its forward link, so the walk goes on past each removal.
             foreach (Peer peer in _peerList)
             {
                 _peers.TryRemove(peer.PublicKey, out _);
-                AllowedIps.RemoveByPeer(peer);
-                peer.Remove();
+                Unlink(peer);
             }
-            _peerList = [];
         }
     }
 
-    /// <summary>A snapshot copy of the peers, in the order they were added.</summary>
-    public IReadOnlyList<Peer> Peers => Volatile.Read(ref _peerList).ToArray();
+    /// <summary>
+    /// The peers in the order they were added (the order <c>wg show</c> lists). A live view, not a
+    /// copy: enumerating it allocates nothing and takes no lock, and sees every peer present
+    /// throughout the walk once (see <see cref="PeerList"/>); <see cref="PeerList.ToArray"/> copies.
+    /// </summary>
+    public PeerList Peers => _peerList;
 
     Handshake? IHandshakeLookup.FindByStaticKey(in PublicKey remoteStatic) =>
         _peers.TryGetValue(remoteStatic, out Peer? peer) ? peer.Handshake : null;

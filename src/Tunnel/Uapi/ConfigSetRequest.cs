@@ -1,4 +1,5 @@
 using Tunnel.Config;
+using Tunnel.Crypto;
 
 namespace Tunnel.Uapi;
 
@@ -35,9 +36,13 @@ public static class ConfigSetRequest
             ListenPort = config.Interface.ListenPort != 0 ? config.Interface.ListenPort : null,
             FwMark = config.Interface.FwMark,
         };
+        // A set of the file's keys: one lookup per current peer, not a scan of the file (issue 12).
+        var inFile = new HashSet<PublicKey>(config.Peers.Count);
+        foreach (var peer in config.Peers)
+            inFile.Add(new PublicKey(peer.PublicKey));
         foreach (var peer in current.Peers)
         {
-            if (!config.Peers.Any(p => p.PublicKey.AsSpan().SequenceEqual(peer.PublicKey)))
+            if (!inFile.Contains(new PublicKey(peer.PublicKey)))
                 request.Peers.Add(new UapiPeerUpdate(peer.PublicKey.ToArray()) { Remove = true });
         }
         AddPeers(request, config, replaceAllowedIps: true);

@@ -41,15 +41,21 @@ internal sealed class UapiConnection : IDisposable
     /// <summary>The next line, within the line deadline (and what is left of the request's).</summary>
     public async ValueTask<(LineStatus Status, int Length)> ReadLineAsync()
     {
-        var left = _options.RequestTimeout - TimeSpan.FromMilliseconds(Environment.TickCount64 - _requestStarted);
+        var allowed = _options.RequestTimeout + _options.RequestTimePerMiB * ((double)Reader.Consumed / (1 << 20));
+        var left = allowed - TimeSpan.FromMilliseconds(Environment.TickCount64 - _requestStarted);
         _deadline.CancelAfter(left < _options.LineTimeout ? (left > TimeSpan.Zero ? left : TimeSpan.FromMilliseconds(1)) : _options.LineTimeout);
         var line = await Reader.ReadLineAsync(_deadline.Token);
         _idle = false;
         return line;
     }
 
-    /// <summary>The request's lines are in: applying it and writing the reply get the request time.</summary>
+    /// <summary>The request's lines are in, or it is applied: what follows (applying it, writing the
+    /// reply) gets the request time from now.</summary>
     public void Replying() => _deadline.CancelAfter(_options.RequestTimeout);
+
+    /// <summary>A validated set is being applied: no deadline may cut it off halfway through the
+    /// reply (the apply itself is bounded by the request's size).</summary>
+    public void Applying() => _deadline.CancelAfter(Timeout.InfiniteTimeSpan);
 
     /// <summary>Waiting for the next request: idle again, with a new request clock.</summary>
     public void NextRequest()

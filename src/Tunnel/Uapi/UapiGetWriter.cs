@@ -35,6 +35,17 @@ public static class UapiGetWriter
         return !value.Contains('\n') && !value.Contains('\0');
     }
 
+    /// <summary>About how many bytes <see cref="Write"/> makes of <paramref name="state"/> (a little
+    /// more, so that the reply buffer need not grow): a peer takes some 330 bytes plus one line per
+    /// allowed IP.</summary>
+    public static int EstimateLength(UapiDeviceState state)
+    {
+        long bytes = 1024;
+        foreach (var peer in state.Peers)
+            bytes += 400 + 56 * peer.AllowedIps.Count;
+        return (int)Math.Min(bytes, Array.MaxLength);
+    }
+
     public static void Write(UapiDeviceState state, UapiReplyBuffer output)
     {
         if (state.PrivateKey is { } privateKey && privateKey.AsSpan().ContainsAnyExcept((byte)0))

@@ -240,7 +240,18 @@ public sealed class UapiServer : IAsyncDisposable
         if (op.SequenceEqual("get=1"))
             return await GetAsync(connection);
         if (op.SequenceEqual("set=1"))
-            return await SetAsync(connection);
+        {
+            var more = await SetAsync(connection);
+            if (connection.Reader.Consumed >= CompactAfterSetBytes)
+            {
+                // A set this big (wg setconf of thousands of peers) left its parsed request, some
+                // 1.5 times its size, as garbage a quiet daemon would keep in its RSS for long:
+                // give it back now (SetAsync has returned, so nothing holds the request). Sets
+                // this big are rare configuration events, and so is the pause.
+                GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+            }
+            return more;
+        }
         _log.LogWarning("UAPI: unknown operation, closing connection");
         return false;
     }
@@ -257,7 +268,6 @@ public sealed class UapiServer : IAsyncDisposable
             await ReplyAsync(client, UapiErrno.Invalid, cancel);
             return false;
         }
-        using var reply = new UapiReplyBuffer();
         await _operation.WaitAsync(cancel);
         UapiDeviceState state;
         try
@@ -268,6 +278,8 @@ public sealed class UapiServer : IAsyncDisposable
         {
             _operation.Release();
         }
+        // Sized up front: doubling towards 30 MB for 100,000 peers would leave as much again behind.
+        using var reply = new UapiReplyBuffer(UapiGetWriter.EstimateLength(state));
         try
         {
             UapiGetWriter.Write(state, reply);
@@ -314,6 +326,7 @@ public sealed class UapiServer : IAsyncDisposable
         else
         {
             await _operation.WaitAsync(cancel);
+            connection.Applying();
             try
             {
                 errno = _device.ApplySet(request);
@@ -327,10 +340,16 @@ public sealed class UapiServer : IAsyncDisposable
             {
                 _operation.Release();
             }
+            // Applying 100,000 peers takes seconds (an X25519 per new peer): the client still gets
+            // its whole reply time, or wg would report a failure for a set that took effect.
+            connection.Replying();
         }
         await ReplyAsync(client, errno, cancel);
         return true;
     }
+
+    /// <summary>A set of at least this many bytes is followed by a compacting collection.</summary>
+    private const long CompactAfterSetBytes = 1 << 20;
 
     private static async Task ReplyAsync(Socket client, int errno, CancellationToken cancel)
     {

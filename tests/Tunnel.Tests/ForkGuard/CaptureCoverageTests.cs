@@ -55,6 +55,7 @@ public sealed class CaptureCoverageTests
         [
             "_device", "_lock",
             "_removed", // a removed peer is not in the peer list, so never captured
+            "NextInDevice", "PreviousInDevice", // the peer list's links: captured as the order of the captured peers
         ],
         [typeof(Keypair)] =
         [
