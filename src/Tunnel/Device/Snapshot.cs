@@ -265,6 +265,7 @@ public sealed partial class Peer
         Volatile.Write(ref _handshakeAttempts, c.HandshakeAttempts);
         _needAnotherKeepalive = c.NeedAnotherKeepalive;
         _sentLastMinuteHandshake = c.SentLastMinuteHandshake;
+        ScheduleTimers(); // the queue is not captured: it is rebuilt from the deadlines
 
         _staged.Clear();
         foreach (byte[] packet in c.Staged)

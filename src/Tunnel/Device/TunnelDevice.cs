@@ -70,6 +70,9 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     /// <summary>Defers zeroing a retired keypair until no data thread can still hold it.</summary>
     internal Rcu Rcu { get; } = new();
 
+    /// <summary>The peers with an armed timer, each at its earliest deadline (Timers.cs).</summary>
+    internal TimerQueue Timers { get; } = new();
+
     /// <summary>Session indexes: each names a peer (its pending handshake) or a <see cref="Keypair"/>.</summary>
     internal IndexTable<object> Indexes { get; }
 
@@ -217,8 +220,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     public void Tick()
     {
         long now = Clock.MonotonicNanos;
-        foreach (Peer peer in Volatile.Read(ref _peerList))
-            peer.Tick(now);
+        Timers.Run(now); // only the peers that are due: idle peers cost nothing
         if (Rcu.Waiting != 0)
             Rcu.Reclaim(); // a retired keypair whose last reader left without zeroing it
     }
@@ -229,16 +231,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     /// host, so a host should sleep until the earlier of this and a short cap (100-250 ms is well
     /// inside the protocol's own slack: REKEY_TIMEOUT jitter alone is up to 333 ms), then tick.
     /// </summary>
-    public long NextDeadlineNanos
-    {
-        get
-        {
-            long next = long.MaxValue;
-            foreach (Peer peer in Volatile.Read(ref _peerList))
-                next = Math.Min(next, peer.NextDeadline);
-            return next;
-        }
-    }
+    public long NextDeadlineNanos => Timers.NextDeadline();
 
     /// <summary>Forces cookie mode (tests); the device also goes under load by itself when flooded.</summary>
     public bool UnderLoad

@@ -50,11 +50,15 @@ public sealed class CaptureCoverageTests
             "_configLock", "_loadLock", // locks
             "_peers", "_identity", // rebuilt by AddPeer and SetPrivateKey from what is captured
             "<Rcu>k__BackingField", // the host's data threads and their read-side sections
+            "<Timers>k__BackingField", // derived from the captured deadlines: rebuilt as each peer is restored
         ],
         [typeof(Peer)] =
         [
             "_device", "_lock",
             "_removed", // a removed peer is not in the peer list, so never captured
+            // The timer queue's bookkeeping: derived from the captured deadlines, rebuilt on restore
+            // (the tie-break order follows the restore order, which is the captured peer order).
+            "TimerDueAt", "TimerOrder", "TimerSlot",
         ],
         [typeof(Keypair)] =
         [
