@@ -9,12 +9,15 @@ using Tunnel.Bench;
 // Two modes that are not BenchmarkDotNet runs:
 //      dotnet run -c Release --project bench/Tunnel.Bench -- race-window [--out FILE] [--seeds N]
 //      dotnet run -c Release --project bench/Tunnel.Bench -- fork-timeline [--reps N]
+//      dotnet run -c Release --project bench/Tunnel.Bench -- timer-scale [idle|clear|rekey]... [--peers N,N,...]
 switch (args.FirstOrDefault())
 {
     case "race-window":
         return RaceWindow.Run(args[1..]);
     case "fork-timeline":
         return ForkTimeline.Run(args[1..]);
+    case "timer-scale":
+        return TimerScale.Run(args[1..]);
 }
 
 bool jobGiven = args.Any(a => a is "--job" or "-j" || a.StartsWith("--job=", StringComparison.Ordinal));

@@ -38,6 +38,11 @@ public sealed partial class Peer
     // After the spacing was restarted: no initiation before this (0 = none); see
     // RestartHandshakeSpacingLocked.
     private long _initiationNotBeforeNanos;
+    // The last authenticated packet in either direction (long.MinValue = none): the post-fork
+    // rekey goes to the peers with recent traffic first (RekeyPacer).
+    private long _lastTrafficNanos = long.MinValue;
+
+    internal long LastTrafficNanos => Volatile.Read(ref _lastTrafficNanos);
 
     // The device's timer queue: when it looks at this peer next (Never = not queued), where in its
     // heap (-1 = not queued), and the tie-break among peers due at once (creation order). Written by
@@ -179,6 +184,7 @@ public sealed partial class Peer
     /// <summary>Any authenticated packet in either direction.</summary>
     private void TimersAnyAuthenticatedPacketTraversal(long now)
     {
+        Volatile.Write(ref _lastTrafficNanos, now);
         ushort interval = PersistentKeepaliveInterval;
         if (interval != 0)
             Arm(ref _persistentKeepaliveDeadline, now + interval * Constants.NanosPerSecond);
@@ -224,6 +230,7 @@ public sealed partial class Peer
         writer.Write(Volatile.Read(ref _handshakeAttempts));
         writer.Write(_needAnotherKeepalive);
         writer.Write(_sentLastMinuteHandshake);
+        writer.Write(Volatile.Read(ref _lastTrafficNanos));
         lock (_lock)
         {
             writer.Write(_lastSentHandshakeNanos);
