@@ -10,6 +10,7 @@ using Tunnel.Bench;
 //      dotnet run -c Release --project bench/Tunnel.Bench -- race-window [--out FILE] [--seeds N]
 //      dotnet run -c Release --project bench/Tunnel.Bench -- fork-timeline [--reps N]
 //      dotnet run -c Release --project bench/Tunnel.Bench -- peer-scale [--sizes 10000,100000]
+//      dotnet run -c Release --project bench/Tunnel.Bench -- timer-scale [idle|clear|rekey]... [--peers N,N,...]
 switch (args.FirstOrDefault())
 {
     case "race-window":
@@ -18,6 +19,8 @@ switch (args.FirstOrDefault())
         return ForkTimeline.Run(args[1..]);
     case "peer-scale":
         return PeerScale.Run(args[1..]);
+    case "timer-scale":
+        return TimerScale.Run(args[1..]);
 }
 
 bool jobGiven = args.Any(a => a is "--job" or "-j" || a.StartsWith("--job=", StringComparison.Ordinal));

@@ -53,6 +53,9 @@ internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
         }, this);
         if (!ctx.IsClone)
             Configure();
+        // The daemon's timer thread is woken when the fork's rekey is queued (TimerThread): here a
+        // tick one user-space latency later, in addition to the periodic ones.
+        Device.TimersBroughtForward = () => _ctx.Scheduler.Schedule(UserSpaceLatency, WokenTick);
         Guard = new ForkGuard(Device, ctx.Kernel, scenario.Mode, PullCounter(ctx, scenario));
         // Lowest priority: runs after the guard, to see the result and flush what it sent.
         _pmBlock = new NotifierBlock(OnPmEvent, int.MinValue) { Name = $"forksim {ctx.Name}" };
@@ -156,6 +159,14 @@ internal sealed class PeerAWorkload : IGuestWorkload, IDeviceIo, IDisposable
             ScheduleFlush();
         }
         _ctx.Scheduler.Schedule(TickInterval, Tick);
+    }
+
+    private void WokenTick()
+    {
+        if (_asleep)
+            return;
+        Device.Tick();
+        ScheduleFlush();
     }
 
     private void OnDatagram(byte[] datagram, Endpoint from)

@@ -7,8 +7,9 @@ namespace Tunnel.Device;
 /// <summary>
 /// Wires a <see cref="TunnelDevice"/> to a guest kernel's fork signals (issue 6). The notifier
 /// side is the kernel's wg_pm_notification and wg_vm_notification in one callback, stronger than
-/// either: it zeroes every keypair (not only the current ones) on a fork too, and rekeys at once
-/// instead of waiting for the next packet. The hot-path side hands the pull counter to the
+/// either: it zeroes every keypair (not only the current ones) on a fork too, and rekeys without
+/// waiting for the next packet: the zeroing is immediate, on the notifier's thread; the rekey is
+/// handed to the device's <see cref="RekeyPacer"/>, paced on the host's timer thread. The hot-path side hands the pull counter to the
 /// device's send path. A generation watcher tells an overseer when the device has handled a fork.
 /// </summary>
 public sealed class ForkGuard : IDisposable
@@ -185,15 +186,14 @@ public sealed class ForkGuard : IDisposable
     /// so everything goes.</param>
     private void ClearSessions(bool rekey, ulong? keepMadeAt)
     {
-        IReadOnlyList<Peer> peers = _device.Peers.ToArray(); // positions: whom to rekey once all are cleared
-        var rekeyPeer = new bool[peers.Count];
-        for (int i = 0; i < peers.Count; i++)
+        var rekeyPeers = new List<Peer>();
+        foreach (Peer peer in _device.Peers)
         {
-            Peer peer = peers[i];
             if (keepMadeAt is { } generation && peer.SessionMadeAt(generation))
                 continue;
             // Who had something to lose, before it is gone.
-            rekeyPeer[i] = rekey && (peer.HasSession || peer.HandshakeDeferred);
+            if (rekey && (peer.HasSession || peer.HandshakeDeferred))
+                rekeyPeers.Add(peer);
             peer.ClearSessions();
             // The session is gone, so the REKEY_TIMEOUT wait for an answer to the last initiation
             // is moot: the next one may leave as soon as the responder will take it.
@@ -203,25 +203,25 @@ public sealed class ForkGuard : IDisposable
         _logger.LogInformation("{Device}: cleared every session ({Reason})", _device.Name,
             rekey ? "VM fork" : "suspend/hibernate");
 
-        // New handshakes at once, with the reseeded randomness: the kernel would wait for the
-        // next packet, leaving the tunnel dead until then.
-        for (int i = 0; i < peers.Count; i++)
-        {
-            if (rekeyPeer[i])
-                peers[i].InitiateHandshake();
-        }
+        // New handshakes with the reseeded randomness (the kernel would wait for the next packet,
+        // leaving the tunnel dead until then), paced from the host's timer thread, not here with
+        // the chain's lock held: one at a time, peers with traffic first. A packet meanwhile
+        // starts its peer's handshake at once.
+        _device.QueueRekey(rekeyPeers);
     }
 
     /// <summary>The handshakes wanted while the randomness was stale or not yet clone-unique.</summary>
     private void SendDeferredHandshakes()
     {
+        var deferred = new List<Peer>();
         foreach (Peer peer in _device.Peers)
         {
             if (!peer.HandshakeDeferred)
                 continue;
             peer.ResetLastSentHandshake();
-            peer.InitiateHandshake();
+            deferred.Add(peer);
         }
+        _device.QueueRekey(deferred);
     }
 
     private void Acknowledge()

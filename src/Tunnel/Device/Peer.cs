@@ -127,10 +127,7 @@ public sealed partial class Peer
         set
         {
             Volatile.Write(ref _persistentKeepaliveInterval, value);
-            if (value == 0)
-                Volatile.Write(ref _persistentKeepaliveDeadline, Never);
-            else
-                Volatile.Write(ref _persistentKeepaliveDeadline, _device.Clock.MonotonicNanos + value * Constants.NanosPerSecond);
+            TimersPersistentKeepaliveSet(value);
         }
     }
 

@@ -151,8 +151,7 @@ public sealed partial class Peer
             if (now < _initiationNotBeforeNanos)
             {
                 // The responder would still refuse it: send it when it will take it.
-                if (_initiationNotBeforeNanos < Volatile.Read(ref _retransmitHandshakeDeadline))
-                    Volatile.Write(ref _retransmitHandshakeDeadline, _initiationNotBeforeNanos);
+                TimersHandshakeRetryAt(_initiationNotBeforeNanos);
                 return;
             }
             // One read of the pull counter: the gate decision and the generation recorded.

@@ -191,6 +191,7 @@ public sealed partial class Peer
         c.HandshakeAttempts = Volatile.Read(ref _handshakeAttempts);
         c.NeedAnotherKeepalive = _needAnotherKeepalive;
         c.SentLastMinuteHandshake = _sentLastMinuteHandshake;
+        c.LastTrafficNanos = Volatile.Read(ref _lastTrafficNanos);
 
         // Staged packets are plaintext inner packets: held as secrets too.
         c.Staged = Array.ConvertAll(_staged.CopyAll(), packet =>
@@ -265,6 +266,8 @@ public sealed partial class Peer
         Volatile.Write(ref _handshakeAttempts, c.HandshakeAttempts);
         _needAnotherKeepalive = c.NeedAnotherKeepalive;
         _sentLastMinuteHandshake = c.SentLastMinuteHandshake;
+        Volatile.Write(ref _lastTrafficNanos, c.LastTrafficNanos);
+        ScheduleTimers(); // the queue is not captured: it is rebuilt from the deadlines
 
         _staged.Clear();
         foreach (byte[] packet in c.Staged)

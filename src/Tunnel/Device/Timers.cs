@@ -9,7 +9,9 @@ namespace Tunnel.Device;
 /// <see cref="TunnelDevice.Tick"/> at or after <see cref="TunnelDevice.NextDeadlineNanos"/> and
 /// every deadline that has passed fires once. Packet paths move deadlines with plain atomic writes
 /// (no lock); a firing claims its deadline with a compare-exchange, so a deadline re-armed by a
-/// packet while it fires is not lost twice nor fired twice.
+/// packet while it fires is not lost twice nor fired twice. The device's <see cref="TimerQueue"/>
+/// holds the peers with an armed deadline, each at its earliest one; only arming a deadline
+/// earlier than that place touches the queue (<see cref="Arm"/>), pushing one later does not.
 /// </summary>
 public sealed partial class Peer
 {
@@ -36,8 +38,24 @@ public sealed partial class Peer
     // After the spacing was restarted: no initiation before this (0 = none); see
     // RestartHandshakeSpacingLocked.
     private long _initiationNotBeforeNanos;
+    // The last authenticated packet in either direction (long.MinValue = none): the post-fork
+    // rekey goes to the peers with recent traffic first (RekeyPacer).
+    private long _lastTrafficNanos = long.MinValue;
 
-    private void InitTimers() => StopTimers();
+    internal long LastTrafficNanos => Volatile.Read(ref _lastTrafficNanos);
+
+    // The device's timer queue: when it looks at this peer next (Never = not queued), where in its
+    // heap (-1 = not queued), and the tie-break among peers due at once (creation order). Written by
+    // the queue under its lock; TimerDueAt is read lock-free by Arm.
+    internal long TimerDueAt = Never;
+    internal int TimerSlot = -1;
+    internal long TimerOrder;
+
+    private void InitTimers()
+    {
+        TimerOrder = _device.Timers.NextOrder();
+        StopTimers();
+    }
 
     private void StopTimers()
     {
@@ -46,7 +64,24 @@ public sealed partial class Peer
         Volatile.Write(ref _newHandshakeDeadline, Never);
         Volatile.Write(ref _zeroKeyMaterialDeadline, Never);
         Volatile.Write(ref _persistentKeepaliveDeadline, Never);
+        _device.Timers.Unschedule(this);
     }
+
+    /// <summary>
+    /// Sets <paramref name="deadline"/> to <paramref name="due"/> and queues the peer if that is
+    /// earlier than its place in the timer queue. The exchange is the full fence that pairs with the
+    /// queue's (see <see cref="TimerQueue"/>). A deadline moved later needs nothing: the place the
+    /// old one had is earlier still, and when it comes the queue reads the new one.
+    /// </summary>
+    private void Arm(ref long deadline, long due)
+    {
+        long old = Interlocked.Exchange(ref deadline, due);
+        if ((old == Never || due < old) && due < Volatile.Read(ref TimerDueAt))
+            _device.Timers.Schedule(this, due);
+    }
+
+    /// <summary>Queues the peer at its deadlines as they stand (they were written directly: a restore).</summary>
+    internal void ScheduleTimers() => _device.Timers.Schedule(this, NextDeadline);
 
     /// <summary>The earliest armed deadline, or <see cref="Never"/>.</summary>
     internal long NextDeadline =>
@@ -87,7 +122,8 @@ public sealed partial class Peer
             if (_device.Logger.IsEnabled(LogLevel.Information))
                 _device.Logger.LogInformation("{Peer}: no handshake response after {Attempts} attempts, giving up",
                     this, Constants.MaxTimerHandshakes + 2);
-            Interlocked.CompareExchange(ref _zeroKeyMaterialDeadline, now + Constants.ZeroKeyMaterialAfterNanos, Never);
+            if (Interlocked.CompareExchange(ref _zeroKeyMaterialDeadline, now + Constants.ZeroKeyMaterialAfterNanos, Never) == Never)
+                ScheduleTimers();
             return;
         }
         Interlocked.Increment(ref _handshakeAttempts);
@@ -100,7 +136,7 @@ public sealed partial class Peer
         if (_needAnotherKeepalive)
         {
             _needAnotherKeepalive = false;
-            Volatile.Write(ref _sendKeepaliveDeadline, now + Constants.KeepaliveTimeoutNanos);
+            Arm(ref _sendKeepaliveDeadline, now + Constants.KeepaliveTimeoutNanos);
         }
     }
 
@@ -119,15 +155,14 @@ public sealed partial class Peer
     private void TimersDataSent(long now)
     {
         if (Volatile.Read(ref _newHandshakeDeadline) == Never)
-            Volatile.Write(ref _newHandshakeDeadline,
-                now + Constants.KeepaliveTimeoutNanos + Constants.RekeyTimeoutNanos + Jitter());
+            Arm(ref _newHandshakeDeadline, now + Constants.KeepaliveTimeoutNanos + Constants.RekeyTimeoutNanos + Jitter());
     }
 
     /// <summary>A data packet (not a keepalive) was received.</summary>
     private void TimersDataReceived(long now)
     {
         if (Volatile.Read(ref _sendKeepaliveDeadline) == Never)
-            Volatile.Write(ref _sendKeepaliveDeadline, now + Constants.KeepaliveTimeoutNanos);
+            Arm(ref _sendKeepaliveDeadline, now + Constants.KeepaliveTimeoutNanos);
         else
             _needAnotherKeepalive = true;
     }
@@ -149,13 +184,30 @@ public sealed partial class Peer
     /// <summary>Any authenticated packet in either direction.</summary>
     private void TimersAnyAuthenticatedPacketTraversal(long now)
     {
+        Volatile.Write(ref _lastTrafficNanos, now);
         ushort interval = PersistentKeepaliveInterval;
         if (interval != 0)
-            Volatile.Write(ref _persistentKeepaliveDeadline, now + interval * Constants.NanosPerSecond);
+            Arm(ref _persistentKeepaliveDeadline, now + interval * Constants.NanosPerSecond);
     }
 
     private void TimersHandshakeInitiated(long now) =>
-        Volatile.Write(ref _retransmitHandshakeDeadline, now + Constants.RekeyTimeoutNanos + Jitter());
+        Arm(ref _retransmitHandshakeDeadline, now + Constants.RekeyTimeoutNanos + Jitter());
+
+    /// <summary>An initiation the responder would still refuse: retry it as soon as it will take it.</summary>
+    private void TimersHandshakeRetryAt(long due)
+    {
+        if (due < Volatile.Read(ref _retransmitHandshakeDeadline))
+            Arm(ref _retransmitHandshakeDeadline, due);
+    }
+
+    /// <summary>The persistent keepalive interval was set: arm it from now, or stop it.</summary>
+    private void TimersPersistentKeepaliveSet(ushort interval)
+    {
+        if (interval == 0)
+            Volatile.Write(ref _persistentKeepaliveDeadline, Never);
+        else
+            Arm(ref _persistentKeepaliveDeadline, _device.Clock.MonotonicNanos + interval * Constants.NanosPerSecond);
+    }
 
     private void TimersHandshakeComplete()
     {
@@ -165,7 +217,7 @@ public sealed partial class Peer
     }
 
     private void TimersSessionDerived(long now) =>
-        Volatile.Write(ref _zeroKeyMaterialDeadline, now + Constants.ZeroKeyMaterialAfterNanos);
+        Arm(ref _zeroKeyMaterialDeadline, now + Constants.ZeroKeyMaterialAfterNanos);
 
     /// <summary>For the state digest: every deadline and counter of the timers.</summary>
     internal void WriteTimerState(BinaryWriter writer)
@@ -178,6 +230,7 @@ public sealed partial class Peer
         writer.Write(Volatile.Read(ref _handshakeAttempts));
         writer.Write(_needAnotherKeepalive);
         writer.Write(_sentLastMinuteHandshake);
+        writer.Write(Volatile.Read(ref _lastTrafficNanos));
         lock (_lock)
         {
             writer.Write(_lastSentHandshakeNanos);

@@ -53,6 +53,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
         Io = io;
         Indexes = new IndexTable<object>(Random);
         _rateLimiter = new RateLimiter(Clock);
+        Rekey = new RekeyPacer(this);
         _loadWindowStart = Clock.MonotonicNanos;
         _underLoadUntil = long.MinValue;
     }
@@ -70,6 +71,18 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
 
     /// <summary>Defers zeroing a retired keypair until no data thread can still hold it.</summary>
     internal Rcu Rcu { get; } = new();
+
+    /// <summary>The peers with an armed timer, each at its earliest deadline (Timers.cs).</summary>
+    internal TimerQueue Timers { get; } = new();
+
+    /// <summary>The paced rekey after every session was cleared (RekeyPacer.cs).</summary>
+    internal RekeyPacer Rekey { get; }
+
+    /// <summary>
+    /// Called (on any thread) when a deadline came earlier than the host may be sleeping to: the
+    /// fork's rekey was queued. The host's timer loop sets it to wake itself; never throws.
+    /// </summary>
+    public Action? TimersBroughtForward { get; set; }
 
     /// <summary>Session indexes: each names a peer (its pending handshake) or a <see cref="Keypair"/>.</summary>
     internal IndexTable<object> Indexes { get; }
@@ -223,8 +236,8 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     public void Tick()
     {
         long now = Clock.MonotonicNanos;
-        foreach (Peer peer in Volatile.Read(ref _peerList))
-            peer.Tick(now);
+        Timers.Run(now); // only the peers that are due: idle peers cost nothing
+        Rekey.Run(now);
         if (Rcu.Waiting != 0)
             Rcu.Reclaim(); // a retired keypair whose last reader left without zeroing it
     }
@@ -235,15 +248,15 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     /// host, so a host should sleep until the earlier of this and a short cap (100-250 ms is well
     /// inside the protocol's own slack: REKEY_TIMEOUT jitter alone is up to 333 ms), then tick.
     /// </summary>
-    public long NextDeadlineNanos
+    public long NextDeadlineNanos => Math.Min(Timers.NextDeadline(), Rekey.NextDue);
+
+    /// <summary>Queues <paramref name="peers"/> for the paced rekey and wakes the host's timer loop.</summary>
+    internal void QueueRekey(IReadOnlyCollection<Peer> peers)
     {
-        get
-        {
-            long next = long.MaxValue;
-            foreach (Peer peer in Volatile.Read(ref _peerList))
-                next = Math.Min(next, peer.NextDeadline);
-            return next;
-        }
+        if (peers.Count == 0)
+            return;
+        Rekey.Add(peers, Clock.MonotonicNanos);
+        TimersBroughtForward?.Invoke();
     }
 
     /// <summary>Forces cookie mode (tests); the device also goes under load by itself when flooded.</summary>
@@ -288,6 +301,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     public void Dispose()
     {
         RemoveAllPeers();
+        Rekey.Clear();
         Rcu.Barrier(TimeSpan.FromSeconds(1)); // data threads still inside a section zero the rest as they leave
         lock (_configLock)
         {

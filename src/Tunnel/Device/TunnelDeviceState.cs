@@ -193,6 +193,7 @@ internal sealed class PeerCapture
     public long LastSentHandshakeNanos;
     public bool HasSentHandshake;
     public long InitiationNotBeforeNanos;
+    public long LastTrafficNanos;
 
     public byte[][] Staged = [];
 
@@ -225,7 +226,7 @@ internal sealed class PeerCapture
         TunnelDeviceState.WriteBytes(w, LastMac1);
         w.Write($"{HasLastMac1}/{CookieSet?.Ticks}");
         w.Write($"{RetransmitHandshakeDeadline}/{SendKeepaliveDeadline}/{NewHandshakeDeadline}/{ZeroKeyMaterialDeadline}/{PersistentKeepaliveDeadline}");
-        w.Write($"{HandshakeAttempts}/{NeedAnotherKeepalive}/{SentLastMinuteHandshake}/{LastSentHandshakeNanos}/{HasSentHandshake}/{InitiationNotBeforeNanos}");
+        w.Write($"{HandshakeAttempts}/{NeedAnotherKeepalive}/{SentLastMinuteHandshake}/{LastSentHandshakeNanos}/{HasSentHandshake}/{InitiationNotBeforeNanos}/{LastTrafficNanos}");
         foreach (byte[] packet in Staged)
             TunnelDeviceState.WriteBytes(w, packet);
     }

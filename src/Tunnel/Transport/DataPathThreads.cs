@@ -23,6 +23,9 @@ internal sealed class DataPathThreads(ILogger log) : IDisposable
     /// <summary>Sleeps up to <paramref name="timeout"/>; true when woken by <see cref="Stop"/>.</summary>
     public bool Wait(TimeSpan timeout) => _stop.Wait(timeout);
 
+    /// <summary>Signalled by <see cref="Stop"/>, for a loop that waits on something else too.</summary>
+    public WaitHandle StopHandle => _stop.WaitHandle;
+
     /// <inheritdoc cref="Wait(TimeSpan)"/>
     public bool Wait(int milliseconds) => _stop.Wait(milliseconds);
 

@@ -15,7 +15,24 @@ internal sealed class TimerThread(TunnelDevice device, HandshakeLog handshakes, 
     /// <summary>How often the timer thread looks for completed handshakes to log.</summary>
     private static readonly long HandshakeLogIntervalNanos = Constants.NanosPerSecond;
 
+    // Set by the device when a deadline came earlier than our sleep (the fork's rekey was queued).
+    private readonly AutoResetEvent _wake = new(false);
+
     public void Run()
+    {
+        WaitHandle[] handles = [threads.StopHandle, _wake];
+        device.TimersBroughtForward = () => _wake.Set();
+        try
+        {
+            Loop(handles);
+        }
+        finally
+        {
+            device.TimersBroughtForward = null;
+        }
+    }
+
+    private void Loop(WaitHandle[] handles)
     {
         var clock = SystemClock.Instance;
         var nextHandshakeLog = clock.MonotonicNanos;
@@ -26,7 +43,7 @@ internal sealed class TimerThread(TunnelDevice device, HandshakeLog handshakes, 
             if (wait > 0)
             {
                 var sleep = wait >= MaxTimerSleep.Ticks * 100 ? MaxTimerSleep : TimeSpan.FromTicks(Math.Max(1, wait / 100));
-                if (threads.Wait(sleep))
+                if (WaitHandle.WaitAny(handles, sleep) == 0)
                     return;
             }
             device.Tick();

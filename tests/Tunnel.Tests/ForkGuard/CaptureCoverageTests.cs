@@ -26,7 +26,7 @@ public sealed class CaptureCoverageTests
         [
             "<Keypairs>k__BackingField", "_cookieGenerator", "_endpoint", "_handshake", "_handshakeAttempts",
             "_handshakeDeferred", "_handshakeGeneration", "_handshakeIndex", "_hasEndpoint", "_hasSentHandshake",
-            "_initiationNotBeforeNanos", "_lastHandshakeUtcTicks", "_lastSentHandshakeNanos", "_lastSentTimestamp",
+            "_initiationNotBeforeNanos", "_lastHandshakeUtcTicks", "_lastTrafficNanos", "_lastSentHandshakeNanos", "_lastSentTimestamp",
             "_needAnotherKeepalive", "_newHandshakeDeadline", "_persistentKeepaliveDeadline",
             "_persistentKeepaliveInterval", "_presharedKey", "_publicKey", "_retransmitHandshakeDeadline", "_rxBytes",
             "_sendKeepaliveDeadline", "_sentLastMinuteHandshake", "_staged", "_txBytes", "_zeroKeyMaterialDeadline",
@@ -50,12 +50,20 @@ public sealed class CaptureCoverageTests
             "_configLock", "_loadLock", // locks
             "_peers", "_identity", // rebuilt by AddPeer and SetPrivateKey from what is captured
             "<Rcu>k__BackingField", // the host's data threads and their read-side sections
+            // Work queued at a fork: a restored device is forked again and its own guard queues the
+            // peers that had a session (RekeyPacer's remarks).
+            "<Rekey>k__BackingField",
+            "<TimersBroughtForward>k__BackingField", // the host's timer loop's wake-up
+            "<Timers>k__BackingField", // derived from the captured deadlines: rebuilt as each peer is restored
         ],
         [typeof(Peer)] =
         [
             "_device", "_lock",
             "_removed", // a removed peer is not in the peer list, so never captured
             "NextInDevice", "PreviousInDevice", // the peer list's links: captured as the order of the captured peers
+            // The timer queue's bookkeeping: derived from the captured deadlines, rebuilt on restore
+            // (the tie-break order follows the restore order, which is the captured peer order).
+            "TimerDueAt", "TimerOrder", "TimerSlot",
         ],
         [typeof(Keypair)] =
         [

@@ -200,6 +200,7 @@ public sealed class CaptureRestoreTests
 
             cloneKernel.SetBootVmId(new byte[16]);
             cloneKernel.AddVmForkRandomness(GuardedPair.VmId(1));
+            clone.Tick(); // the host timer thread: the rekey is paced from Tick
             Assert.Equal(MessageType.Initiation, Assert.Single(io.Sent).Type);
         }
     }

@@ -73,6 +73,7 @@ public sealed class ForkProtectionTests : IDisposable
 
         Assert.Null(pair.PeerB.Keypairs.Current);
         Assert.True(before.SendKey.IndexOfAnyExcept((byte)0) < 0, "the old send key was not zeroed");
+        pair.A.Tick(); // the host timer thread: the rekey is paced from Tick
         Datagram initiation = Assert.Single(pair.IoA.Sent);
         Assert.Equal(MessageType.Initiation, initiation.Type); // at once, not at the next packet
         keys = Keys(protection);
@@ -109,6 +110,7 @@ public sealed class ForkProtectionTests : IDisposable
         pair.Clock.Advance(TimeSpan.FromSeconds(1)); // past the responder's initiation flood limit
         System.IO.File.AppendAllText(log, "5,400,2000000,-;random: crng reseeded due to virtual machine fork\n");
         WaitFor(() => protection.Forks == 1, "the kmsg line never reached the fork path");
+        pair.A.Tick(); // the host timer thread: the rekey is paced from Tick
         Assert.Equal(MessageType.Initiation, Assert.Single(pair.IoA.TakeSent()).Type);
 
         pair.Clock.Advance(TimeSpan.FromSeconds(1));
@@ -226,6 +228,7 @@ public sealed class ForkProtectionTests : IDisposable
 
         // The kernel's own reseed evidence (its kmsg line) arrives: getrandom is fresh, they go.
         kernel.AddCloneUniqueRandomness("random: crng reseeded due to virtual machine fork"u8, "kmsg");
+        pair.A.Tick(); // the host timer thread: the rekey is paced from Tick
         Assert.Equal(MessageType.Initiation, Assert.Single(pair.IoA.Sent).Type);
         Assert.Equal("0", Keys(protection)["fork_handshakes_held"]);
     }

@@ -150,6 +150,7 @@ public sealed class ForkReviewTests
         Assert.Empty(g.Pair.IoA.Sent);
         g.Kernel.AddCloneUniqueRandomness([1, 2, 3], "kmsg");
         Assert.False(g.Guard.HoldingHandshakes);
+        g.TimerTick(); // the host timer thread: the rekey is paced from Tick
         Assert.Equal(MessageType.Initiation, Assert.Single(g.Pair.IoA.Sent).Type);
     }
 
@@ -166,6 +167,7 @@ public sealed class ForkReviewTests
         kernel.AddVmForkRandomness(GuardedPair.VmId(9), idIsCloneUnique: false);
 
         Assert.False(guard.HoldingHandshakes);
+        pair.A.Tick(); // the host timer thread: the rekey is paced from Tick
         Assert.Equal(MessageType.Initiation, Assert.Single(pair.IoA.Sent).Type);
     }
 }

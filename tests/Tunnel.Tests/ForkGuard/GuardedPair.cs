@@ -36,14 +36,19 @@ internal sealed class GuardedPair : IDisposable
 
     /// <summary>
     /// A second later (so the responder's 20 ms initiation flood limit is not what a test measures),
-    /// the VMM restores this guest as a clone: counter first, then (here at once) the notification.
+    /// the VMM restores this guest as a clone: counter first, then (here at once) the notification,
+    /// then the host's timer thread, which the queued rekey wakes (<see cref="TimerTick"/>).
     /// </summary>
     public void Fork()
     {
         Pair.Clock.Advance(TimeSpan.FromSeconds(1));
         Counter.Advance();
         Kernel.AddVmForkRandomness(VmId(++_vmId));
+        TimerTick();
     }
+
+    /// <summary>What the host's timer thread does when woken: the device's timers and paced rekey, now.</summary>
+    public void TimerTick() => A.Tick();
 
     /// <summary>A second later, the hypervisor moves the pull counter; no notification (yet).</summary>
     public void MoveCounter()

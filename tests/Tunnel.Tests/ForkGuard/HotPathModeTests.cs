@@ -57,6 +57,7 @@ public sealed class HotPathModeTests
         Assert.Empty(g.Pair.IoA.Sent);
 
         g.Kernel.AddVmForkRandomness(GuardedPair.VmId(2));
+        g.TimerTick(); // the host timer thread: the rekey is paced from Tick
         Assert.Equal(MessageType.Initiation, Assert.Single(g.Pair.IoA.Sent).Type);
         Assert.Equal(0, g.Kernel.Watchers.OutdatedCount);
         Assert.Equal(0, g.Guard.SessionsCleared); // HotPath alone clears nothing

@@ -257,6 +257,7 @@ public sealed class NotifierModeTests
         Assert.True(old.IsZeroed && IsZero(old.SendKey));
         Assert.Equal(0, g.Kernel.Watchers.OutdatedCount);
         Assert.True(g.A.Fork.TryBeginHandshake(out _));
+        g.TimerTick(); // the host timer thread: the rekey is paced from Tick
         Assert.Equal(MessageType.Initiation, Assert.Single(g.Pair.IoA.Sent).Type);
         g.Pair.Pump();
         g.Send(2);
