@@ -9,12 +9,15 @@ using Tunnel.Bench;
 // Two modes that are not BenchmarkDotNet runs:
 //      dotnet run -c Release --project bench/Tunnel.Bench -- race-window [--out FILE] [--seeds N]
 //      dotnet run -c Release --project bench/Tunnel.Bench -- fork-timeline [--reps N]
+//      ip netns exec NS dotnet run ... -- route-install --routes N [--ip-batch]   (root; bench/scale.sh)
 switch (args.FirstOrDefault())
 {
     case "race-window":
         return RaceWindow.Run(args[1..]);
     case "fork-timeline":
         return ForkTimeline.Run(args[1..]);
+    case "route-install":
+        return RouteInstall.Run(args[1..]);
 }
 
 bool jobGiven = args.Any(a => a is "--job" or "-j" || a.StartsWith("--job=", StringComparison.Ordinal));
