@@ -44,7 +44,8 @@ public sealed class TunneldRoutesTests : IDisposable
         using var notify = NotifySocket(out var notifyPath);
         var daemon = ns.StartWithEnvironment(new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notifyPath },
             TunneldBinary.Path, "up", path);
-        Assert.True(Receive(notify) == "READY=1", daemon.Output);
+        var ready = WaitReady(notify, daemon);
+        Assert.True(ready == "READY=1", $"{ready}\n{daemon.Output}");
 
         var routes4 = Destinations(ns, "-4", "dev", name);
         var routes6 = Destinations(ns, "-6", "dev", name);
@@ -81,7 +82,8 @@ public sealed class TunneldRoutesTests : IDisposable
         using var notify = NotifySocket(out var notifyPath);
         var daemon = ns.StartWithEnvironment(new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notifyPath },
             TunneldBinary.Path, "up", path);
-        Assert.True(Receive(notify) == "READY=1", daemon.Output);
+        var ready = WaitReady(notify, daemon);
+        Assert.True(ready == "READY=1", $"{ready}\n{daemon.Output}");
 
         var routes = ns.Check("ip", "-4", "route", "show", "dev", name);
         Assert.Contains("10.63.0.0/24 scope link", routes); // proto boot, as ip route add: ip leaves it out
@@ -135,21 +137,30 @@ public sealed class TunneldRoutesTests : IDisposable
         path = Path.Combine(_dir, "notify");
         var socket = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         socket.Bind(new UnixDomainSocketEndPoint(path));
-        socket.ReceiveTimeout = 180_000; // 20,000 peers: parsing and adding them, on a loaded machine
+        socket.ReceiveTimeout = 1_000; // WaitReady looks at the daemon between tries
         return socket;
     }
 
-    private static string Receive(Socket socket)
+    /// <summary>The first notification, or why there was none: the daemon exited (its output), or
+    /// nothing came within three minutes (20,000 peers: parsing and adding them, on a loaded
+    /// machine).</summary>
+    private static string WaitReady(Socket socket, BackgroundProcess daemon)
     {
         var buffer = new byte[256];
-        try
+        var deadline = DateTime.UtcNow.AddMinutes(3);
+        while (DateTime.UtcNow < deadline)
         {
-            return Encoding.UTF8.GetString(buffer, 0, socket.Receive(buffer));
+            try
+            {
+                return Encoding.UTF8.GetString(buffer, 0, socket.Receive(buffer));
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut)
+            {
+                if (daemon.HasExited)
+                    return $"tunneld exited {daemon.ExitCode} before READY=1";
+            }
         }
-        catch (SocketException e)
-        {
-            return $"no notification: {e.SocketErrorCode}";
-        }
+        return "no READY=1 within 3 minutes";
     }
 
     /// <summary>The <c>dst</c> of every route <c>ip -j route show ...</c> lists: a host route's
