@@ -5,11 +5,11 @@ using Tunnel.Config;
 namespace Tunnel.Transport;
 
 /// <summary>
-/// Sets MTU, addresses, link state and routes of an interface by running iproute2's <c>ip</c>, the
-/// same commands wg-quick runs. Chosen over rtnetlink via P/Invoke because this happens once at
-/// start-up (not per packet), the messages it would take are many and easy to get subtly wrong,
-/// and a failure then reads exactly like the user's own <c>ip</c> would. Requires <c>ip</c> on
-/// PATH.
+/// Sets MTU, addresses and link state of an interface by running iproute2's <c>ip</c>, the same
+/// commands wg-quick runs: a few processes at start-up whatever the number of peers, and a
+/// failure reads exactly like the user's own <c>ip</c> would. Requires <c>ip</c> on PATH. The
+/// peers' routes, whose number grows with the peers, go through rtnetlink in batches instead
+/// (<see cref="InterfaceRoutes"/>); <see cref="AddRoute"/> is the single-route form for tests.
 /// </summary>
 /// <param name="interfaceName">The interface to configure.</param>
 /// <param name="networkNamespace">A named network namespace (<c>ip -n NS</c>) the interface lives

@@ -83,7 +83,7 @@ public sealed class TunnelInterface : IAsyncDisposable
         foreach (var address in settings.Addresses)
             setup.AddAddress(address);
         setup.SetUp();
-        InterfaceRoutes.Install(setup, _config, _log);
+        InterfaceRoutes.Install(_tun.Name, _config, _log);
         _log.LogInformation("interface {Name} up: mtu {Mtu}, {Addresses} address(es)", _tun.Name,
             settings.Mtu, settings.Addresses.Count);
 
