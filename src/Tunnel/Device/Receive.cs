@@ -9,24 +9,72 @@ public sealed partial class TunnelDevice
     /// <summary>
     /// A datagram from the UDP socket. Dispatched by message type and exact length; anything that
     /// does not fit, fails authentication or is a replay is dropped silently and changes nothing.
+    /// Handshake messages run both halves here, one after the other (<see cref="AdmitHandshake"/>,
+    /// then <see cref="ReceiveHandshake"/>): a host that wants the Diffie-Hellman work off its
+    /// receive thread calls the two itself, with a queue between them.
     /// Thread-safe, no allocation in steady state.
     /// </summary>
     public void ReceiveDatagram(ReadOnlySpan<byte> datagram, in Endpoint from)
     {
-        // ReadType reads the whole little-endian word, so nonzero reserved bytes match no type.
-        switch (MessageHeader.ReadType(datagram))
+        if (IsHandshakeMessage(datagram))
         {
-            case MessageType.Initiation when datagram.Length == MessageInitiation.Size:
-                ReceiveInitiation(datagram, from);
+            if (AdmitHandshake(datagram, from, backlogged: false))
+                ReceiveHandshake(datagram, from);
+        }
+        else if (MessageHeader.ReadType(datagram) == MessageType.Transport && datagram.Length >= MessageTransport.MinimumSize)
+        {
+            ReceiveTransport(datagram, from);
+        }
+    }
+
+    /// <summary>
+    /// True for an initiation, a response or a cookie reply at its exact size (ReadType reads the
+    /// whole little-endian word, so nonzero reserved bytes match no type). At most
+    /// <see cref="MessageInitiation.Size"/> bytes, the largest of the three.
+    /// </summary>
+    public static bool IsHandshakeMessage(ReadOnlySpan<byte> datagram) => MessageHeader.ReadType(datagram) switch
+    {
+        MessageType.Initiation => datagram.Length == MessageInitiation.Size,
+        MessageType.Response => datagram.Length == MessageResponse.Size,
+        MessageType.CookieReply => datagram.Length == MessageCookieReply.Size,
+        _ => false,
+    };
+
+    /// <summary>
+    /// The cheap half of a handshake message, before any Diffie-Hellman (the kernel's and
+    /// wireguard-go's checks, done here in front of the host's queue rather than behind it):
+    /// mac1; when under load a valid mac2 or else a cookie reply, sent at once; then the
+    /// per-source rate limiter. True when the message should go on to <see cref="ReceiveHandshake"/>.
+    /// A cookie reply carries no macs and always goes on (wireguard-go queues it too).
+    /// </summary>
+    /// <param name="backlogged">The host's handshake queue holds at least 1/8 of its capacity: the
+    /// device is under load now and for the next second (wireguard-go IsUnderLoad), whatever the rate.</param>
+    public bool AdmitHandshake(ReadOnlySpan<byte> message, in Endpoint from, bool backlogged)
+    {
+        if (!IsHandshakeMessage(message))
+            return false;
+        if (MessageHeader.ReadType(message) == MessageType.CookieReply)
+            return true;
+        return PassesCookieChecks(message, from, Clock.MonotonicNanos, backlogged);
+    }
+
+    /// <summary>
+    /// The expensive half of a handshake message that <see cref="AdmitHandshake"/> let through:
+    /// consumes an initiation (and answers it), a response or a cookie reply. Any thread, while
+    /// other threads carry data: every change it makes is under the peer's lock.
+    /// </summary>
+    public void ReceiveHandshake(ReadOnlySpan<byte> message, in Endpoint from)
+    {
+        switch (MessageHeader.ReadType(message))
+        {
+            case MessageType.Initiation when message.Length == MessageInitiation.Size:
+                ReceiveInitiation(message, from);
                 break;
-            case MessageType.Response when datagram.Length == MessageResponse.Size:
-                ReceiveResponse(datagram, from);
+            case MessageType.Response when message.Length == MessageResponse.Size:
+                ReceiveResponse(message, from);
                 break;
-            case MessageType.CookieReply when datagram.Length == MessageCookieReply.Size:
-                ReceiveCookieReply(datagram);
-                break;
-            case MessageType.Transport when datagram.Length >= MessageTransport.MinimumSize:
-                ReceiveTransport(datagram, from);
+            case MessageType.CookieReply when message.Length == MessageCookieReply.Size:
+                ReceiveCookieReply(message);
                 break;
         }
     }
@@ -35,7 +83,7 @@ public sealed partial class TunnelDevice
     /// The cookie layer's gate for handshake messages: mac1 always; when under load, a valid mac2
     /// or else a cookie reply, and then the per-source rate limiter. True to go on.
     /// </summary>
-    private bool PassesCookieChecks(ReadOnlySpan<byte> message, in Endpoint from, long now)
+    private bool PassesCookieChecks(ReadOnlySpan<byte> message, in Endpoint from, long now, bool backlogged)
     {
         CookieChecker? checker = Volatile.Read(ref _cookieChecker);
         if (checker is null)
@@ -44,7 +92,7 @@ public sealed partial class TunnelDevice
         // attacker without our public key cannot make us look busy).
         if (!checker.CheckMac1(message))
             return false;
-        bool underLoad = CountHandshakeAndCheckLoad(now);
+        bool underLoad = CountHandshakeAndCheckLoad(now, backlogged);
         Span<byte> source = stackalloc byte[18];
         int sourceLength = from.WriteCookieSource(source);
         if (underLoad && !checker.CheckMac2(message, source[..sourceLength], ToTimeSpan(now)))
@@ -65,7 +113,7 @@ public sealed partial class TunnelDevice
     {
         long now = Clock.MonotonicNanos;
         StaticIdentity? identity = Volatile.Read(ref _identity);
-        if (identity is null || !PassesCookieChecks(message, from, now))
+        if (identity is null)
             return;
         Handshake? handshake = NoiseProtocol.ConsumeInitiation(identity, this, message, ToTimeSpan(now));
         if (handshake is null || !_peers.TryGetValue(handshake.RemoteStatic, out Peer? peer))
@@ -76,8 +124,6 @@ public sealed partial class TunnelDevice
     private void ReceiveResponse(ReadOnlySpan<byte> message, in Endpoint from)
     {
         long now = Clock.MonotonicNanos;
-        if (!PassesCookieChecks(message, from, now))
-            return;
         if (Indexes.Lookup(MessageResponse.ReceiverIndex(message)) is Peer peer)
             peer.ConsumeResponse(message, from, now);
     }
