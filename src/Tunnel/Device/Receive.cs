@@ -10,16 +10,23 @@ public sealed partial class TunnelDevice
     /// A datagram from the UDP socket. Dispatched by message type and exact length; anything that
     /// does not fit, fails authentication or is a replay is dropped silently and changes nothing.
     /// Handshake messages run both halves here, one after the other (<see cref="AdmitHandshake"/>,
-    /// then <see cref="ReceiveHandshake"/>): a host that wants the Diffie-Hellman work off its
-    /// receive thread calls the two itself, with a queue between them.
+    /// then <see cref="ReceiveHandshake"/> or <see cref="SendCookieReply"/>): a host that wants the
+    /// expensive half off its receive thread calls them itself, with a queue between them.
     /// Thread-safe, no allocation in steady state.
     /// </summary>
     public void ReceiveDatagram(ReadOnlySpan<byte> datagram, in Endpoint from)
     {
         if (IsHandshakeMessage(datagram))
         {
-            if (AdmitHandshake(datagram, from, backlogged: false))
-                ReceiveHandshake(datagram, from);
+            switch (AdmitHandshake(datagram, from, backlogged: false))
+            {
+                case HandshakeAdmission.Consume:
+                    ReceiveHandshake(datagram, from);
+                    break;
+                case HandshakeAdmission.CookieReply:
+                    SendCookieReply(datagram, from);
+                    break;
+            }
         }
         else if (MessageHeader.ReadType(datagram) == MessageType.Transport && datagram.Length >= MessageTransport.MinimumSize)
         {
@@ -41,21 +48,37 @@ public sealed partial class TunnelDevice
     };
 
     /// <summary>
-    /// The cheap half of a handshake message, before any Diffie-Hellman (the kernel's and
-    /// wireguard-go's checks, done here in front of the host's queue rather than behind it):
-    /// mac1; when under load a valid mac2 or else a cookie reply, sent at once; then the
-    /// per-source rate limiter. True when the message should go on to <see cref="ReceiveHandshake"/>.
-    /// A cookie reply carries no macs and always goes on (wireguard-go queues it too).
+    /// The cookie layer's checks on a handshake message, before any Diffie-Hellman or reply (done
+    /// here in front of the host's queue; the kernel and wireguard-go do them behind theirs):
+    /// mac1; when under load a valid mac2, then the per-source rate limiter. A cookie reply
+    /// carries no macs and is always consumed (wireguard-go queues it too). Cheap: two or three
+    /// keyed BLAKE2s, no allocation, nothing sent.
     /// </summary>
     /// <param name="backlogged">The host's handshake queue holds at least 1/8 of its capacity: the
     /// device is under load now and for the next second (wireguard-go IsUnderLoad), whatever the rate.</param>
-    public bool AdmitHandshake(ReadOnlySpan<byte> message, in Endpoint from, bool backlogged)
+    public HandshakeAdmission AdmitHandshake(ReadOnlySpan<byte> message, in Endpoint from, bool backlogged)
     {
         if (!IsHandshakeMessage(message))
-            return false;
+            return HandshakeAdmission.Drop;
         if (MessageHeader.ReadType(message) == MessageType.CookieReply)
-            return true;
-        return PassesCookieChecks(message, from, Clock.MonotonicNanos, backlogged);
+            return HandshakeAdmission.Consume;
+        CookieChecker? checker = Volatile.Read(ref _cookieChecker);
+        if (checker is null)
+            return HandshakeAdmission.Drop;
+        // mac1 first: it is cheap, and only messages that pass it count towards the load (an
+        // attacker without our public key cannot make us look busy).
+        if (!checker.CheckMac1(message))
+            return HandshakeAdmission.Drop;
+        long now = Clock.MonotonicNanos;
+        if (!CountHandshakeAndCheckLoad(now, backlogged))
+            return HandshakeAdmission.Consume;
+        Span<byte> source = stackalloc byte[18];
+        int sourceLength = from.WriteCookieSource(source);
+        if (!checker.CheckMac2(message, source[..sourceLength], ToTimeSpan(now)))
+            return HandshakeAdmission.CookieReply;
+        Span<byte> address = stackalloc byte[16];
+        from.WriteAddressBytes(address, out int addressLength);
+        return _rateLimiter.Allow(address[..addressLength]) ? HandshakeAdmission.Consume : HandshakeAdmission.Drop;
     }
 
     /// <summary>
@@ -80,33 +103,20 @@ public sealed partial class TunnelDevice
     }
 
     /// <summary>
-    /// The cookie layer's gate for handshake messages: mac1 always; when under load, a valid mac2
-    /// or else a cookie reply, and then the per-source rate limiter. True to go on.
+    /// Answers a handshake message that <see cref="AdmitHandshake"/> found without a valid mac2
+    /// under load: a cookie reply to its sender, which proves its address by using the cookie in
+    /// its next message. Changes nothing but, once per 120 s, the cookie secret.
     /// </summary>
-    private bool PassesCookieChecks(ReadOnlySpan<byte> message, in Endpoint from, long now, bool backlogged)
+    public void SendCookieReply(ReadOnlySpan<byte> message, in Endpoint from)
     {
         CookieChecker? checker = Volatile.Read(ref _cookieChecker);
         if (checker is null)
-            return false;
-        // mac1 first: it is cheap, and only messages that pass it count towards the load (an
-        // attacker without our public key cannot make us look busy).
-        if (!checker.CheckMac1(message))
-            return false;
-        bool underLoad = CountHandshakeAndCheckLoad(now, backlogged);
+            return;
         Span<byte> source = stackalloc byte[18];
         int sourceLength = from.WriteCookieSource(source);
-        if (underLoad && !checker.CheckMac2(message, source[..sourceLength], ToTimeSpan(now)))
-        {
-            Span<byte> reply = stackalloc byte[MessageCookieReply.Size];
-            if (checker.CreateReply(message, source[..sourceLength], ToTimeSpan(now), reply))
-                Io.SendDatagram(reply, from);
-            return false;
-        }
-        if (!underLoad)
-            return true;
-        Span<byte> address = stackalloc byte[16];
-        from.WriteAddressBytes(address, out int addressLength);
-        return _rateLimiter.Allow(address[..addressLength]);
+        Span<byte> reply = stackalloc byte[MessageCookieReply.Size];
+        if (checker.CreateReply(message, source[..sourceLength], ToTimeSpan(Clock.MonotonicNanos), reply))
+            Io.SendDatagram(reply, from);
     }
 
     private void ReceiveInitiation(ReadOnlySpan<byte> message, in Endpoint from)
@@ -268,4 +278,17 @@ public sealed partial class Peer
             SendHandshakeInitiation(isRetry: false);
         }
     }
+}
+
+/// <summary>What <see cref="TunnelDevice.AdmitHandshake"/> found a handshake message worth.</summary>
+public enum HandshakeAdmission
+{
+    /// <summary>Not a handshake message, bad mac1, no key, or over its source's rate: nothing to do.</summary>
+    Drop,
+
+    /// <summary>Passed the checks: <see cref="TunnelDevice.ReceiveHandshake"/> (the Diffie-Hellman part).</summary>
+    Consume,
+
+    /// <summary>Under load without a valid mac2: <see cref="TunnelDevice.SendCookieReply"/>.</summary>
+    CookieReply,
 }

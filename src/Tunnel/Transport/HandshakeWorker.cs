@@ -6,9 +6,10 @@ namespace Tunnel.Transport;
 /// <summary>
 /// Handshakes off the data path (wireguard-go's RoutineHandshake, the kernel's
 /// wg_packet_handshake_receive_worker). On the udp-receive thread, <see cref="Admit"/> runs the
-/// engine's cheap checks (mac1; under load mac2 or a cookie reply, and the per-source rate
-/// limiter) and queues what passes; the worker thread's <see cref="Run"/> does the Diffie-Hellman
-/// part. Transport data never waits behind a handshake, and a full queue drops handshakes only.
+/// engine's cheap checks (mac1; under load mac2, and the per-source rate limiter) and queues what
+/// passes, or what earns a cookie reply; the worker thread's <see cref="Run"/> does the
+/// Diffie-Hellman part and makes and sends the cookie replies. Transport data never waits behind
+/// a handshake or a cookie reply, and a full queue drops handshake messages only.
 /// </summary>
 internal sealed class HandshakeWorker(TunnelDevice device, HandshakeQueue queue, DataPathThreads threads, ILogger log)
 {
@@ -28,8 +29,9 @@ internal sealed class HandshakeWorker(TunnelDevice device, HandshakeQueue queue,
     /// <summary>The receive thread's half: the engine's cheap checks, then the queue (dropped when full).</summary>
     public void Admit(ReadOnlySpan<byte> message, in Endpoint from)
     {
-        if (device.AdmitHandshake(message, from, queue.Backlogged))
-            queue.TryEnqueue(message, from);
+        HandshakeAdmission work = device.AdmitHandshake(message, from, queue.Backlogged);
+        if (work != HandshakeAdmission.Drop)
+            queue.TryEnqueue(message, from, work);
     }
 
     /// <summary>The worker thread's loop, until the interface stops.</summary>
@@ -38,11 +40,14 @@ internal sealed class HandshakeWorker(TunnelDevice device, HandshakeQueue queue,
         Span<byte> message = stackalloc byte[HandshakeQueue.SlotSize];
         while (!threads.Stopping)
         {
-            if (!queue.TryDequeue(message, out int length, out Endpoint from, IdleWaitMilliseconds))
+            if (!queue.TryDequeue(message, out int length, out Endpoint from, out HandshakeAdmission work, IdleWaitMilliseconds))
                 continue;
             try
             {
-                device.ReceiveHandshake(message[..length], from);
+                if (work == HandshakeAdmission.CookieReply)
+                    device.SendCookieReply(message[..length], from);
+                else
+                    device.ReceiveHandshake(message[..length], from);
             }
             catch (Exception e)
             {

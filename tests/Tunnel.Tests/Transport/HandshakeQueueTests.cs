@@ -49,6 +49,21 @@ public sealed class HandshakeQueueTests
     }
 
     [Fact]
+    public void Messages_for_a_cookie_reply_fill_half_the_queue_and_leave_the_rest_to_handshakes()
+    {
+        var queue = new HandshakeQueue();
+        int cookies = 0;
+        while (queue.TryEnqueue(Message(cookies), From, HandshakeAdmission.CookieReply))
+            cookies++;
+        Assert.Equal(HandshakeQueue.CookieReplyDepth, cookies);
+        Assert.Equal(1, queue.Dropped);
+        Assert.True(queue.TryEnqueue(Message(7), From, HandshakeAdmission.Consume));
+        var into = new byte[HandshakeQueue.SlotSize];
+        Assert.True(queue.TryDequeue(into, out _, out _, out HandshakeAdmission work, 0));
+        Assert.Equal(HandshakeAdmission.CookieReply, work);
+    }
+
+    [Fact]
     public void Backlogged_from_an_eighth_of_the_capacity()
     {
         var queue = new HandshakeQueue();
