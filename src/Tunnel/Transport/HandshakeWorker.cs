@@ -16,6 +16,13 @@ internal sealed class HandshakeWorker(TunnelDevice device, HandshakeQueue queue,
     /// <summary>How long the worker sleeps on an empty queue before it looks at the stop flag again.</summary>
     private const int IdleWaitMilliseconds = 100;
 
+    /// <summary>
+    /// The worker's nice value: when a flood keeps it busy on a machine with few cores, the data
+    /// threads (nice 0) get the CPU first; its own work only waits, and a legitimate handshake
+    /// can wait (its initiator retries after REKEY_TIMEOUT anyway).
+    /// </summary>
+    public const int Nice = 5;
+
     private long _failures;
 
     // Written by the worker thread only; read after it was joined.
@@ -37,6 +44,8 @@ internal sealed class HandshakeWorker(TunnelDevice device, HandshakeQueue queue,
     /// <summary>The worker thread's loop, until the interface stops.</summary>
     public void Run()
     {
+        if (OperatingSystem.IsLinux())
+            LibC.SetPriority(LibC.PRIO_PROCESS, (uint)LibC.GetTid(), Nice); // best effort: at worst it runs at 0
         Span<byte> message = stackalloc byte[HandshakeQueue.SlotSize];
         while (!threads.Stopping)
         {
