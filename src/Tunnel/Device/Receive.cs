@@ -50,7 +50,7 @@ public sealed partial class TunnelDevice
     /// <summary>
     /// The cookie layer's checks on a handshake message, before any Diffie-Hellman or reply (done
     /// here in front of the host's queue; the kernel and wireguard-go do them behind theirs):
-    /// mac1; when under load a valid mac2, then the per-source rate limiter. A cookie reply
+    /// mac1; when under load the per-source rate limiter, then mac2 (a cookie reply without it). A cookie reply
     /// carries no macs and is always consumed (wireguard-go queues it too). Cheap: two or three
     /// keyed BLAKE2s, no allocation, nothing sent.
     /// </summary>
@@ -72,13 +72,19 @@ public sealed partial class TunnelDevice
         long now = Clock.MonotonicNanos;
         if (!CountHandshakeAndCheckLoad(now, backlogged))
             return HandshakeAdmission.Consume;
-        Span<byte> source = stackalloc byte[18];
-        int sourceLength = from.WriteCookieSource(source);
-        if (!checker.CheckMac2(message, source[..sourceLength], ToTimeSpan(now)))
-            return HandshakeAdmission.CookieReply;
+        // Under load every message is charged to its source, also one that only earns a cookie
+        // reply (the kernel and wireguard-go answer those without limit): a flooding host then
+        // gets 20 replies a second and the worker's time goes to the other sources' replies and
+        // handshakes, so a legitimate new peer gets its cookie at its first try.
         Span<byte> address = stackalloc byte[16];
         from.WriteAddressBytes(address, out int addressLength);
-        return _rateLimiter.Allow(address[..addressLength]) ? HandshakeAdmission.Consume : HandshakeAdmission.Drop;
+        if (!_rateLimiter.Allow(address[..addressLength]))
+            return HandshakeAdmission.Drop;
+        Span<byte> source = stackalloc byte[18];
+        int sourceLength = from.WriteCookieSource(source);
+        return checker.CheckMac2(message, source[..sourceLength], ToTimeSpan(now))
+            ? HandshakeAdmission.Consume
+            : HandshakeAdmission.CookieReply;
     }
 
     /// <summary>

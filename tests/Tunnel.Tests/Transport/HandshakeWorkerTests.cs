@@ -25,6 +25,10 @@ public sealed class HandshakeWorkerTests
             device.ReceiveDatagram(datagram, from);
     }
 
+    /// <summary>A spoofed source: a random address in 198.18.0.0/15 and a random port.</summary>
+    private static Endpoint SpoofedSource(Random random) =>
+        new([198, (byte)(18 + random.Next(2)), (byte)random.Next(256), (byte)random.Next(256)], random.Next(1024, 65536));
+
     private static byte[] FloodInitiation(Random random, byte[] responderPublic)
     {
         var message = new byte[MessageInitiation.Size];
@@ -60,7 +64,8 @@ public sealed class HandshakeWorkerTests
         int dataSent = 0;
         for (int i = 0; i < Flood; i++)
         {
-            Receive(pair.B, worker, FloodInitiation(random, pair.PublicB), Flooder);
+            // From spoofed sources: each has a fresh rate-limiter bucket, so only the queue limits them.
+            Receive(pair.B, worker, FloodInitiation(random, pair.PublicB), SpoofedSource(random));
             if (i % DataEvery != 0)
                 continue;
             pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, (uint)dataSent++, 200));
@@ -84,7 +89,23 @@ public sealed class HandshakeWorkerTests
         Assert.Same(session, pair.PeerA.Keypairs.Current);
         List<Datagram> sent = pair.IoB.TakeSent();
         Assert.Equal(HandshakeQueue.CookieReplyDepth - HandshakeQueue.BackloggedDepth, sent.Count);
-        Assert.All(sent, d => Assert.True(d.Type == MessageType.CookieReply && d.To == Flooder));
+        Assert.All(sent, d => Assert.True(d.Type == MessageType.CookieReply && d.To != DevicePair.EndpointA));
+    }
+
+    [Fact]
+    public void Under_load_one_flooding_source_earns_only_its_burst_of_cookie_replies()
+    {
+        using var pair = new DevicePair(seed: 16);
+        var queue = new HandshakeQueue();
+        using var threads = new DataPathThreads(NullLogger.Instance);
+        var worker = new HandshakeWorker(pair.B, queue, threads, NullLogger.Instance);
+        var random = new Random(16);
+        for (int i = 0; i < 2000; i++)
+            Receive(pair.B, worker, FloodInitiation(random, pair.PublicB), Flooder);
+        // Before the load: a place in the queue each; under load: the source's bucket, then nothing.
+        Assert.Equal(HandshakeQueue.BackloggedDepth + RateLimiter.DefaultPacketsBurstable, queue.Count);
+        Drain(queue, pair.B);
+        Assert.Equal(RateLimiter.DefaultPacketsBurstable, pair.IoB.TakeSent().Count(d => d.Type == MessageType.CookieReply));
     }
 
     [Fact]
