@@ -352,4 +352,15 @@ public static unsafe partial class LibC
 
     [LibraryImport(Lib, EntryPoint = "prctl", SetLastError = true)]
     public static partial int Prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
+
+    // ---- scheduling: one thread's nice value (on Linux, PRIO_PROCESS with a thread id names that
+    // thread alone), for a worker that should yield the CPU to the data path. ----
+
+    public const int PRIO_PROCESS = 0;
+
+    [LibraryImport(Lib, EntryPoint = "gettid")]
+    public static partial int GetTid();
+
+    [LibraryImport(Lib, EntryPoint = "setpriority", SetLastError = true)]
+    public static partial int SetPriority(int which, uint who, int priority);
 }

@@ -9,63 +9,127 @@ public sealed partial class TunnelDevice
     /// <summary>
     /// A datagram from the UDP socket. Dispatched by message type and exact length; anything that
     /// does not fit, fails authentication or is a replay is dropped silently and changes nothing.
+    /// Handshake messages run both halves here, one after the other (<see cref="AdmitHandshake"/>,
+    /// then <see cref="ReceiveHandshake"/> or <see cref="SendCookieReply"/>): a host that wants the
+    /// expensive half off its receive thread calls them itself, with a queue between them.
     /// Thread-safe, no allocation in steady state.
     /// </summary>
     public void ReceiveDatagram(ReadOnlySpan<byte> datagram, in Endpoint from)
     {
-        // ReadType reads the whole little-endian word, so nonzero reserved bytes match no type.
-        switch (MessageHeader.ReadType(datagram))
+        if (IsHandshakeMessage(datagram))
         {
-            case MessageType.Initiation when datagram.Length == MessageInitiation.Size:
-                ReceiveInitiation(datagram, from);
+            switch (AdmitHandshake(datagram, from, backlogged: false))
+            {
+                case HandshakeAdmission.Consume:
+                    ReceiveHandshake(datagram, from);
+                    break;
+                case HandshakeAdmission.CookieReply:
+                    SendCookieReply(datagram, from);
+                    break;
+            }
+        }
+        else if (MessageHeader.ReadType(datagram) == MessageType.Transport && datagram.Length >= MessageTransport.MinimumSize)
+        {
+            ReceiveTransport(datagram, from);
+        }
+    }
+
+    /// <summary>
+    /// True for an initiation, a response or a cookie reply at its exact size (ReadType reads the
+    /// whole little-endian word, so nonzero reserved bytes match no type). At most
+    /// <see cref="MessageInitiation.Size"/> bytes, the largest of the three.
+    /// </summary>
+    public static bool IsHandshakeMessage(ReadOnlySpan<byte> datagram) => MessageHeader.ReadType(datagram) switch
+    {
+        MessageType.Initiation => datagram.Length == MessageInitiation.Size,
+        MessageType.Response => datagram.Length == MessageResponse.Size,
+        MessageType.CookieReply => datagram.Length == MessageCookieReply.Size,
+        _ => false,
+    };
+
+    /// <summary>
+    /// The cookie layer's checks on a handshake message, before any Diffie-Hellman or reply (done
+    /// here in front of the host's queue; the kernel and wireguard-go do them behind theirs):
+    /// mac1; when under load the per-source rate limiter, then mac2 (a cookie reply without it). A cookie reply
+    /// carries no macs and is always consumed (wireguard-go queues it too). Cheap: two or three
+    /// keyed BLAKE2s, no allocation, nothing sent.
+    /// </summary>
+    /// <param name="backlogged">The host's handshake queue holds at least 1/8 of its capacity: the
+    /// device is under load now and for the next second (wireguard-go IsUnderLoad), whatever the rate.</param>
+    public HandshakeAdmission AdmitHandshake(ReadOnlySpan<byte> message, in Endpoint from, bool backlogged)
+    {
+        if (!IsHandshakeMessage(message))
+            return HandshakeAdmission.Drop;
+        if (MessageHeader.ReadType(message) == MessageType.CookieReply)
+            return HandshakeAdmission.Consume;
+        CookieChecker? checker = Volatile.Read(ref _cookieChecker);
+        if (checker is null)
+            return HandshakeAdmission.Drop;
+        // mac1 first: it is cheap, and only messages that pass it count towards the load (an
+        // attacker without our public key cannot make us look busy).
+        if (!checker.CheckMac1(message))
+            return HandshakeAdmission.Drop;
+        long now = Clock.MonotonicNanos;
+        if (!CountHandshakeAndCheckLoad(now, backlogged))
+            return HandshakeAdmission.Consume;
+        // Under load every message is charged to its source, also one that only earns a cookie
+        // reply (the kernel and wireguard-go answer those without limit): a flooding host then
+        // gets 20 replies a second and the worker's time goes to the other sources' replies and
+        // handshakes, so a legitimate new peer gets its cookie at its first try.
+        Span<byte> address = stackalloc byte[16];
+        from.WriteAddressBytes(address, out int addressLength);
+        if (!_rateLimiter.Allow(address[..addressLength]))
+            return HandshakeAdmission.Drop;
+        Span<byte> source = stackalloc byte[18];
+        int sourceLength = from.WriteCookieSource(source);
+        return checker.CheckMac2(message, source[..sourceLength], ToTimeSpan(now))
+            ? HandshakeAdmission.Consume
+            : HandshakeAdmission.CookieReply;
+    }
+
+    /// <summary>
+    /// The expensive half of a handshake message that <see cref="AdmitHandshake"/> let through:
+    /// consumes an initiation (and answers it), a response or a cookie reply. Any thread, while
+    /// other threads carry data: every change it makes is under the peer's lock.
+    /// </summary>
+    public void ReceiveHandshake(ReadOnlySpan<byte> message, in Endpoint from)
+    {
+        switch (MessageHeader.ReadType(message))
+        {
+            case MessageType.Initiation when message.Length == MessageInitiation.Size:
+                ReceiveInitiation(message, from);
                 break;
-            case MessageType.Response when datagram.Length == MessageResponse.Size:
-                ReceiveResponse(datagram, from);
+            case MessageType.Response when message.Length == MessageResponse.Size:
+                ReceiveResponse(message, from);
                 break;
-            case MessageType.CookieReply when datagram.Length == MessageCookieReply.Size:
-                ReceiveCookieReply(datagram);
-                break;
-            case MessageType.Transport when datagram.Length >= MessageTransport.MinimumSize:
-                ReceiveTransport(datagram, from);
+            case MessageType.CookieReply when message.Length == MessageCookieReply.Size:
+                ReceiveCookieReply(message);
                 break;
         }
     }
 
     /// <summary>
-    /// The cookie layer's gate for handshake messages: mac1 always; when under load, a valid mac2
-    /// or else a cookie reply, and then the per-source rate limiter. True to go on.
+    /// Answers a handshake message that <see cref="AdmitHandshake"/> found without a valid mac2
+    /// under load: a cookie reply to its sender, which proves its address by using the cookie in
+    /// its next message. Changes nothing but, once per 120 s, the cookie secret.
     /// </summary>
-    private bool PassesCookieChecks(ReadOnlySpan<byte> message, in Endpoint from, long now)
+    public void SendCookieReply(ReadOnlySpan<byte> message, in Endpoint from)
     {
         CookieChecker? checker = Volatile.Read(ref _cookieChecker);
         if (checker is null)
-            return false;
-        // mac1 first: it is cheap, and only messages that pass it count towards the load (an
-        // attacker without our public key cannot make us look busy).
-        if (!checker.CheckMac1(message))
-            return false;
-        bool underLoad = CountHandshakeAndCheckLoad(now);
+            return;
         Span<byte> source = stackalloc byte[18];
         int sourceLength = from.WriteCookieSource(source);
-        if (underLoad && !checker.CheckMac2(message, source[..sourceLength], ToTimeSpan(now)))
-        {
-            Span<byte> reply = stackalloc byte[MessageCookieReply.Size];
-            if (checker.CreateReply(message, source[..sourceLength], ToTimeSpan(now), reply))
-                Io.SendDatagram(reply, from);
-            return false;
-        }
-        if (!underLoad)
-            return true;
-        Span<byte> address = stackalloc byte[16];
-        from.WriteAddressBytes(address, out int addressLength);
-        return _rateLimiter.Allow(address[..addressLength]);
+        Span<byte> reply = stackalloc byte[MessageCookieReply.Size];
+        if (checker.CreateReply(message, source[..sourceLength], ToTimeSpan(Clock.MonotonicNanos), reply))
+            Io.SendDatagram(reply, from);
     }
 
     private void ReceiveInitiation(ReadOnlySpan<byte> message, in Endpoint from)
     {
         long now = Clock.MonotonicNanos;
         StaticIdentity? identity = Volatile.Read(ref _identity);
-        if (identity is null || !PassesCookieChecks(message, from, now))
+        if (identity is null)
             return;
         Handshake? handshake = NoiseProtocol.ConsumeInitiation(identity, this, message, ToTimeSpan(now));
         if (handshake is null || !_peers.TryGetValue(handshake.RemoteStatic, out Peer? peer))
@@ -76,8 +140,6 @@ public sealed partial class TunnelDevice
     private void ReceiveResponse(ReadOnlySpan<byte> message, in Endpoint from)
     {
         long now = Clock.MonotonicNanos;
-        if (!PassesCookieChecks(message, from, now))
-            return;
         if (Indexes.Lookup(MessageResponse.ReceiverIndex(message)) is Peer peer)
             peer.ConsumeResponse(message, from, now);
     }
@@ -222,4 +284,17 @@ public sealed partial class Peer
             SendHandshakeInitiation(isRetry: false);
         }
     }
+}
+
+/// <summary>What <see cref="TunnelDevice.AdmitHandshake"/> found a handshake message worth.</summary>
+public enum HandshakeAdmission
+{
+    /// <summary>Not a handshake message, bad mac1, no key, or over its source's rate: nothing to do.</summary>
+    Drop,
+
+    /// <summary>Passed the checks: <see cref="TunnelDevice.ReceiveHandshake"/> (the Diffie-Hellman part).</summary>
+    Consume,
+
+    /// <summary>Under load without a valid mac2: <see cref="TunnelDevice.SendCookieReply"/>.</summary>
+    CookieReply,
 }

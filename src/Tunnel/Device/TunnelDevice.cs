@@ -266,8 +266,12 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
         set => _forceUnderLoad = value;
     }
 
-    /// <summary>Counts one handshake message; true while under load (forced, or flooded in the last second).</summary>
-    private bool CountHandshakeAndCheckLoad(long now)
+    /// <summary>
+    /// Counts one handshake message; true while under load: forced, flooded in the last second, or
+    /// the host's queue <paramref name="backlogged"/> (wireguard-go: len(queue) >= QueueHandshakeSize/8)
+    /// now or in the last second.
+    /// </summary>
+    private bool CountHandshakeAndCheckLoad(long now, bool backlogged)
     {
         lock (_loadLock)
         {
@@ -276,7 +280,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
                 _loadWindowStart = now;
                 _loadWindowCount = 0;
             }
-            if (++_loadWindowCount > UnderLoadHandshakesPerSecond)
+            if (++_loadWindowCount > UnderLoadHandshakesPerSecond || backlogged)
                 _underLoadUntil = now + Constants.NanosPerSecond;
             return _forceUnderLoad || now < _underLoadUntil;
         }

@@ -30,6 +30,7 @@ public sealed class TunnelInterface : IAsyncDisposable
     private UapiServer? _uapi;
     private TunReader? _tunReader;
     private UdpReceiver? _udpReceiver;
+    private HandshakeWorker? _handshakeWorker;
     private bool _disposed;
 
     /// <param name="config">The loaded file; this object owns it from now on and zeroes its keys.</param>
@@ -108,10 +109,12 @@ public sealed class TunnelInterface : IAsyncDisposable
         _fork?.Attach(_device); // before the first handshake: keypairs record the pull counter
         var uapi = _configuration = new DeviceUapi(_device, new BindUpdate(_io, _device, _log), _fork);
         _tunReader = new TunReader(_tun, _io, _device, _threads, OnInterfaceGone);
+        _handshakeWorker = new HandshakeWorker(_device, new HandshakeQueue(), _threads, _log);
         _udpReceiver = new UdpReceiver(_io, _device.ReceiveDatagram, _tun.HasVnetHeader ? new TcpCoalescer() : null,
-            _threads, _log);
+            _threads, _log, _handshakeWorker);
         _threads.Start(_tunReader.Run, "tun-read");
         _threads.Start(_udpReceiver.Run, "udp-receive");
+        _threads.Start(_handshakeWorker.Run, "handshake");
         _threads.Start(new TimerThread(_device, new HandshakeLog(_log), _threads).Run, "timers");
 
         // The file goes in as one UAPI set: one code path for configuration, and its semantics
@@ -166,12 +169,16 @@ public sealed class TunnelInterface : IAsyncDisposable
             await _uapi.DisposeAsync();
         _tun?.Dispose(); // wakes the reader
         _io?.Bind.Dispose(); // wakes the receiver
+        _handshakeWorker?.Queue.Close(); // wakes the handshake worker
         _threads.Join();
         DisposeForkProtection();
         if (_threads.Started)
             _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated; {TunReads} TUN reads, {UdpReads} UDP reads; {UdpFailures} datagrams failed",
                 _tunReader!.Packets, _tunReader.Allocated, _udpReceiver!.Datagrams, _udpReceiver.Allocated,
                 _tunReader.Reads, _udpReceiver.Reads, _udpReceiver.Failures);
+        if (_handshakeWorker is { } handshakes)
+            _log.LogDebug("handshakes: {Queued} queued, {Dropped} dropped (queue full), {Processed} processed, {Failures} failed",
+                handshakes.Queue.Queued, handshakes.Queue.Dropped, handshakes.Processed, handshakes.Failures);
         if (_device is not null)
         {
             _device.ClearAllSessions();

@@ -17,8 +17,10 @@ internal delegate void DatagramHandler(ReadOnlySpan<byte> datagram, in Endpoint 
 /// sending what trips a bug).</para>
 /// </summary>
 /// <param name="coalescer">For a TUN device with virtio-net headers; null writes packets one by one.</param>
+/// <param name="handshakes">Where handshake messages go (checked, then queued for the worker);
+/// null hands them to <paramref name="receive"/> like the rest.</param>
 internal sealed class UdpReceiver(InterfaceIo io, DatagramHandler receive, TcpCoalescer? coalescer,
-    DataPathThreads threads, ILogger log)
+    DataPathThreads threads, ILogger log, HandshakeWorker? handshakes = null)
 {
     private long _failures;
 
@@ -80,7 +82,11 @@ internal sealed class UdpReceiver(InterfaceIo io, DatagramHandler receive, TcpCo
     {
         try
         {
-            receive(datagram, from);
+            // Transport data stays on this thread; a handshake's Diffie-Hellman must not hold it up.
+            if (handshakes is not null && TunnelDevice.IsHandshakeMessage(datagram))
+                handshakes.Admit(datagram, from);
+            else
+                receive(datagram, from);
         }
         catch (Exception e)
         {
