@@ -150,8 +150,7 @@ public sealed partial class TunnelDevice
         using var section = Rcu.ReadLock();
         if (job.Keypair is not { IsZeroed: false } || message.Length != job.MessageLength)
             return;
-        Span<byte> content = message[MessageTransport.ContentOffset..];
-        job.Opened = Open(job, content[..^MessageTransport.TagSize], content);
+        job.Opened = Open(job, message[MessageTransport.ContentOffset..^MessageTransport.TagSize], message);
     }
 
     /// <summary>

@@ -79,6 +79,7 @@ internal sealed class CryptoWorkers : IDisposable
     private readonly List<CryptoRound> _rounds = [];
     private CryptoRound[] _active = [];
     private readonly ILogger _log;
+    private readonly long[] _allocated; // per worker thread, its own bytes allocated so far
     private int _sleepers;
     private long _failures;
     private volatile bool _stopping;
@@ -88,6 +89,19 @@ internal sealed class CryptoWorkers : IDisposable
         _log = log;
         Workers = workers <= 0 ? Environment.ProcessorCount : workers;
         _threads = new Thread[Workers - 1];
+        _allocated = new long[Workers - 1];
+    }
+
+    /// <summary>Bytes the worker threads allocated (0 in steady state: the zero-allocation test).</summary>
+    public long AllocatedBytes
+    {
+        get
+        {
+            long sum = 0;
+            for (int i = 0; i < _allocated.Length; i++)
+                sum += Volatile.Read(ref _allocated[i]);
+            return sum;
+        }
     }
 
     /// <summary>Threads that take jobs, the calling one included.</summary>
@@ -112,7 +126,8 @@ internal sealed class CryptoWorkers : IDisposable
     {
         for (int i = 0; i < _threads.Length; i++)
         {
-            _threads[i] = new Thread(Work) { IsBackground = true, Name = $"crypto-{i + 1}" };
+            int slot = i;
+            _threads[i] = new Thread(() => Work(slot)) { IsBackground = true, Name = $"crypto-{i + 1}" };
             _threads[i].Start();
         }
     }
@@ -153,15 +168,19 @@ internal sealed class CryptoWorkers : IDisposable
         }
     }
 
-    private void Work()
+    private void Work(int slot)
     {
         TransportAead.HoldKeysUntilScrub(); // scrubbed before each sleep
+        long start = GC.GetAllocatedBytesForCurrentThread();
         try
         {
             while (!_stopping)
             {
                 if (TakeJobs())
+                {
+                    Volatile.Write(ref _allocated[slot], GC.GetAllocatedBytesForCurrentThread() - start);
                     continue;
+                }
                 // Batches come back to back under load: look again a few times before sleeping.
                 var spin = new SpinWait();
                 while (!spin.NextSpinWillYield && !AnyWork())

@@ -80,7 +80,8 @@ internal sealed class OpenStage : ICryptoJobs
         {
             Span<byte> message = Message(i);
             _device.CommitReceive(_jobs[i], message, _sources[i]);
-            CryptographicOperations.ZeroMemory(message.Slice(MessageTransport.ContentOffset, _jobs[i].PlaintextLength));
+            // Opened or not (a decryption that fails authentication may have written some).
+            CryptographicOperations.ZeroMemory(message[MessageTransport.ContentOffset..^MessageTransport.TagSize]);
         }
         Array.Clear(_jobs, 0, _count); // no keypair stays reachable from here
         _count = 0;

@@ -25,19 +25,21 @@ internal sealed class SealStage : ICryptoJobs
     private readonly OutboundTransport[] _jobs = new OutboundTransport[MaxJobs];
     private readonly int[] _offsets = new int[MaxJobs];
     private readonly TunnelDevice _device;
-    private readonly InterfaceIo _io;
+    private readonly InterfaceIo? _io;
     private readonly CryptoWorkers? _workers;
     private readonly CryptoRound? _round;
     private int _count;
     private int _used;
 
+    /// <param name="io">Flushed after each batch; null when the engine's own <see cref="IDeviceIo"/>
+    /// does not hold datagrams (tests, benchmarks).</param>
     /// <param name="batch">This thread's <see cref="UdpSendBatch"/>: it may send from this stage's buffer.</param>
     /// <param name="workers">Null or one worker: every job on the calling thread.</param>
-    public SealStage(TunnelDevice device, InterfaceIo io, UdpSendBatch batch, CryptoWorkers? workers)
+    public SealStage(TunnelDevice device, InterfaceIo? io, UdpSendBatch? batch, CryptoWorkers? workers)
     {
         _device = device;
         _io = io;
-        batch.Lend(_arena);
+        batch?.Lend(_arena);
         if (workers is { Workers: > 1 })
         {
             _workers = workers;
@@ -74,7 +76,7 @@ internal sealed class SealStage : ICryptoJobs
     {
         if (_count == 0)
         {
-            _io.FlushBatch(); // a handshake initiation the read started may be waiting there
+            _io?.FlushBatch(); // a handshake initiation the read started may be waiting there
             return;
         }
         if (_workers is null)
@@ -88,7 +90,7 @@ internal sealed class SealStage : ICryptoJobs
         }
         for (int i = 0; i < _count; i++)
             _device.CommitTransport(_jobs[i], Message(i));
-        _io.FlushBatch(); // before this memory is written again: the batch may send from it
+        _io?.FlushBatch(); // before this memory is written again: the batch may send from it
         Array.Clear(_jobs, 0, _count); // no keypair stays reachable from here
         _count = 0;
         _used = 0;
