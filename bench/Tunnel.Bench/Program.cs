@@ -12,6 +12,7 @@ using Tunnel.Bench;
 //      dotnet run -c Release --project bench/Tunnel.Bench -- peer-scale [--sizes 10000,100000]
 //      dotnet run -c Release --project bench/Tunnel.Bench -- timer-scale [idle|clear|rekey]... [--peers N,N,...]
 //      ip netns exec NS dotnet run ... -- route-install --routes N [--ip-batch]   (root; bench/scale.sh)
+//      dotnet run -c Release --project bench/Tunnel.Bench -- pipeline [--seconds S]
 switch (args.FirstOrDefault())
 {
     case "race-window":
@@ -24,6 +25,8 @@ switch (args.FirstOrDefault())
         return TimerScale.Run(args[1..]);
     case "route-install":
         return RouteInstall.Run(args[1..]);
+    case "pipeline":
+        return PipelineScaling.Run(args[1..]);
 }
 
 bool jobGiven = args.Any(a => a is "--job" or "-j" || a.StartsWith("--job=", StringComparison.Ordinal));

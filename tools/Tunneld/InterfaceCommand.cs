@@ -76,7 +76,7 @@ internal static class InterfaceCommand
             return forkExit;
         }
         var daemon = new TunnelInterface(TunnelConfig.Empty(tun.Name), tun.Name, loggers,
-            new UapiServerOptions { Listener = listener }, fork, tun);
+            new UapiServerOptions { Listener = listener }, fork, tun) { CryptoWorkers = options!.CryptoWorkers };
         var startExit = await DaemonHost.StartAsync(daemon, 0);
         if (startExit != 0)
             return startExit;

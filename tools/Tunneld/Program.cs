@@ -10,7 +10,8 @@ const string Usage = """
                                      wg-quick to configure; go to the background once the socket
                                      listens (-f or WG_PROCESS_FOREGROUND=1: stay). Exits when the
                                      interface is deleted (wg-quick down). LOG_LEVEL=debug|error|
-                                     silent; TUNNELD_FORK_MODE, TUNNELD_FORK_SOURCE as the options
+                                     silent; TUNNELD_FORK_MODE, TUNNELD_FORK_SOURCE,
+                                     TUNNELD_CRYPTO_WORKERS as the options
 
       up CONFIG [--interface NAME] [--fork-mode MODE] [--fork-source SOURCE]
                                      run an interface from a wg-quick style file in the foreground
@@ -24,6 +25,8 @@ const string Usage = """
                                      (Linux 6.8 only)
           --vmclock-path PATH, --sysgenid-path PATH, --kmsg-path PATH
                                      the device to watch instead of /dev/... (tests: a file)
+          --crypto-workers N         threads that seal and open, the TUN and UDP ones included
+                                     (default: one per processor; 1: no extra thread)
       genkey                         print a new private key (base64), like wg genkey
       pubkey                         read a private key on stdin, print its public key
       demo [--clones N] [--seed S] [--delays MS,...] [--rate PPS]

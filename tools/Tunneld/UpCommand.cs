@@ -47,7 +47,7 @@ internal static class UpCommand
             config.Dispose();
             return forkExit;
         }
-        var daemon = new TunnelInterface(config, interfaceName, loggers, fork: fork);
+        var daemon = new TunnelInterface(config, interfaceName, loggers, fork: fork) { CryptoWorkers = options.CryptoWorkers };
         // Before Start: a SIGHUP that comes as soon as the socket exists must find the reload.
         reload = () => Reload(daemon, configPath, log);
         var startExit = await DaemonHost.StartAsync(daemon, config.Interface.ListenPort);

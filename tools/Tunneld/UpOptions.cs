@@ -6,7 +6,7 @@ namespace Tunneld;
 /// <summary>
 /// The command line of <c>tunneld up</c>: <c>CONFIG [--interface NAME] [--fork-mode MODE]
 /// [--fork-source SOURCE] [--vmclock-path PATH] [--sysgenid-path PATH] [--sysgenid-ack-path PATH]
-/// [--kmsg-path PATH]</c>, options as <c>--name value</c> or <c>--name=value</c>, in any order.
+/// [--kmsg-path PATH] [--crypto-workers N]</c>, options as <c>--name value</c> or <c>--name=value</c>, in any order.
 /// Everything that can be judged without touching the host is judged here, so a bad command line
 /// fails (exit 2) before anything is opened.
 /// </summary>
@@ -27,6 +27,9 @@ internal sealed class UpOptions
     public ForkSourceKind? ForkSource { get; init; }
 
     public ForkSourcePaths Paths { get; init; } = new();
+
+    /// <summary>Threads that seal and open, the reading ones included; 0 (the default): one per processor.</summary>
+    public int CryptoWorkers { get; init; }
 
     /// <summary>Parses the arguments after <c>up</c>; false with a one-line <paramref name="problem"/>.</summary>
     public static bool TryParse(IReadOnlyList<string> args, out UpOptions? options, out string? problem)
@@ -89,7 +92,7 @@ internal sealed class UpOptions
 
         if (mode == ForkGuardMode.Off)
         {
-            var watched = values.Keys.FirstOrDefault(k => k != "--interface" && k != "--fork-mode"
+            var watched = values.Keys.FirstOrDefault(k => k != "--interface" && k != "--fork-mode" && k != "--crypto-workers"
                 && !(k == "--fork-source" && sourceText == "none"));
             if (watched is not null)
                 return Fail($"--fork-mode off watches no fork source: drop {watched}", out problem);
@@ -109,6 +112,12 @@ internal sealed class UpOptions
                 return Fail($"{option} is for --fork-source {ForkSourceKinds.Name(kind)} (or auto), not {sourceText}", out problem);
         }
 
+        var workers = 0;
+        if (values.TryGetValue("--crypto-workers", out var workersText)
+            && (!int.TryParse(workersText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out workers)
+                || workers is < 1 or > 256))
+            return Fail($"--crypto-workers: '{workersText}' is not a count from 1 to 256", out problem);
+
         var defaults = new ForkSourcePaths();
         options = new UpOptions
         {
@@ -116,6 +125,7 @@ internal sealed class UpOptions
             InterfaceName = values.GetValueOrDefault("--interface"),
             ForkMode = mode,
             ForkSource = source,
+            CryptoWorkers = workers,
             Paths = new ForkSourcePaths
             {
                 VmClock = values.GetValueOrDefault("--vmclock-path", defaults.VmClock),
@@ -140,7 +150,7 @@ internal sealed class UpOptions
         {
             ("TUNNELD_FORK_MODE", "--fork-mode"), ("TUNNELD_FORK_SOURCE", "--fork-source"),
             ("TUNNELD_VMCLOCK_PATH", "--vmclock-path"), ("TUNNELD_SYSGENID_PATH", "--sysgenid-path"),
-            ("TUNNELD_KMSG_PATH", "--kmsg-path"),
+            ("TUNNELD_KMSG_PATH", "--kmsg-path"), ("TUNNELD_CRYPTO_WORKERS", "--crypto-workers"),
         })
         {
             var value = Environment.GetEnvironmentVariable(variable);
@@ -149,12 +159,13 @@ internal sealed class UpOptions
         }
         if (TryParse(args, out options, out problem))
             return true;
-        problem = problem!.Replace("--fork-mode", "TUNNELD_FORK_MODE").Replace("--fork-source", "TUNNELD_FORK_SOURCE");
+        problem = problem!.Replace("--fork-mode", "TUNNELD_FORK_MODE").Replace("--fork-source", "TUNNELD_FORK_SOURCE")
+            .Replace("--crypto-workers", "TUNNELD_CRYPTO_WORKERS");
         return false;
     }
 
     private static bool IsKnown(string name) => name is "--interface" or "--fork-mode" or "--fork-source"
-        or "--vmclock-path" or "--sysgenid-path" or "--sysgenid-ack-path" or "--kmsg-path";
+        or "--vmclock-path" or "--sysgenid-path" or "--sysgenid-ack-path" or "--kmsg-path" or "--crypto-workers";
 
     private static bool Fail(string message, out string? problem)
     {

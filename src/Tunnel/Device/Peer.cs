@@ -363,6 +363,11 @@ public sealed partial class Peer
     /// <summary>Roaming: the endpoint follows the last authenticated packet (whitepaper 2.1).</summary>
     private void UpdateEndpoint(in Endpoint from)
     {
+        // The steady state (the same source as last time) without the lock the send path takes:
+        // a torn read that still equals `from` means another update is racing this one, and the
+        // result (theirs last) is one the lock would have allowed too.
+        if (Volatile.Read(ref _hasEndpoint) && _endpoint == from)
+            return;
         lock (_lock)
         {
             // The source counts too: after the peer writes to another of our addresses, replies

@@ -161,26 +161,17 @@ public sealed partial class TunnelDevice
     private void ReceiveTransport(ReadOnlySpan<byte> message, in Endpoint from)
     {
         using var section = Rcu.ReadLock(); // the keypair is not zeroed while we open under it
-        if (Indexes.Lookup(MessageTransport.ReceiverIndex(message)) is not Keypair keypair)
+        if (!PrepareReceive(message, out InboundTransport job))
             return;
-        long now = Clock.MonotonicNanos;
-        if (keypair.IsExpired(now))
-            return;
-
         int contentLength = message.Length - MessageTransport.MinimumSize;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(Math.Max(contentLength, 1));
         try
         {
             Span<byte> plaintext = buffer.AsSpan(0, contentLength);
-            ulong counter = MessageTransport.Counter(message);
-            Span<byte> nonce = stackalloc byte[12];
-            Peer.WriteNonce(nonce, counter);
-            if (!Crypto.TransportAead.Open(plaintext, message[MessageTransport.ContentOffset..], nonce, keypair.ReceiveKey))
+            if (!Open(job, plaintext, message))
                 return;
-            // Only now, with the packet authenticated, may it move the replay window.
-            if (!keypair.ReplayFilter.ValidateCounter(counter, Constants.RejectAfterMessages))
-                return;
-            keypair.Peer.OnTransportAuthenticated(keypair, plaintext, message.Length, from, now);
+            job.Opened = true;
+            CommitOpened(job, plaintext, from);
         }
         finally
         {
@@ -189,6 +180,72 @@ public sealed partial class TunnelDevice
             CryptographicOperations.ZeroMemory(buffer.AsSpan(0, contentLength));
             ArrayPool<byte>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>
+    /// Step 1 of an <see cref="InboundTransport"/>, on the receiving thread: a well-formed
+    /// transport message whose receiver index names a live keypair. False: not one (a handshake
+    /// message goes to <see cref="ReceiveDatagram"/>), or nothing can open it (dropped).
+    /// </summary>
+    public bool PrepareReceive(ReadOnlySpan<byte> message, out InboundTransport job)
+    {
+        job = default;
+        if (message.Length < MessageTransport.MinimumSize || MessageHeader.ReadType(message) != MessageType.Transport)
+            return false;
+        using var section = Rcu.ReadLock();
+        if (Indexes.Lookup(MessageTransport.ReceiverIndex(message)) is not Keypair keypair
+            || keypair.IsExpired(Clock.MonotonicNanos))
+            return false;
+        job.Keypair = keypair;
+        job.Counter = MessageTransport.Counter(message);
+        job.MessageLength = message.Length;
+        return true;
+    }
+
+    /// <summary>
+    /// Step 2, on any thread: authenticates and decrypts the message in place; the plaintext is
+    /// then at <see cref="MessageTransport.ContentOffset"/>, <see cref="InboundTransport.PlaintextLength"/>
+    /// bytes. Nothing is accepted yet: the replay window moves at step 3.
+    /// </summary>
+    public void OpenTransport(ref InboundTransport job, Span<byte> message)
+    {
+        using var section = Rcu.ReadLock();
+        if (job.Keypair is not { IsZeroed: false } || message.Length != job.MessageLength)
+            return;
+        job.Opened = Open(job, message[MessageTransport.ContentOffset..^MessageTransport.TagSize], message);
+    }
+
+    /// <summary>
+    /// Step 3, in the order the messages arrived: the replay window, then the peer's receive
+    /// path (roaming, timers, key rotation, inbound cryptokey routing, the TUN device).
+    /// </summary>
+    public void CommitReceive(in InboundTransport job, ReadOnlySpan<byte> message, in Endpoint from)
+    {
+        if (!job.Opened)
+            return;
+        using var section = Rcu.ReadLock();
+        CommitOpened(job, message.Slice(MessageTransport.ContentOffset, job.PlaintextLength), from);
+    }
+
+    private static bool Open(in InboundTransport job, Span<byte> plaintext, ReadOnlySpan<byte> message)
+    {
+        Span<byte> nonce = stackalloc byte[12];
+        Peer.WriteNonce(nonce, job.Counter);
+        return Crypto.TransportAead.Open(plaintext, message[MessageTransport.ContentOffset..], nonce, job.Keypair!.ReceiveKey);
+    }
+
+    /// <summary>An authenticated message, in a read-side section: replay window, then the peer.</summary>
+    private void CommitOpened(in InboundTransport job, ReadOnlySpan<byte> plaintext, in Endpoint from)
+    {
+        Keypair keypair = job.Keypair!;
+        long now = Clock.MonotonicNanos;
+        // Retired or expired since step 1: its window may be reset, so it must not accept.
+        if (keypair.IsExpired(now))
+            return;
+        // Only now, with the packet authenticated, may it move the replay window.
+        if (!keypair.ReplayFilter.ValidateCounter(job.Counter, Constants.RejectAfterMessages))
+            return;
+        keypair.Peer.OnTransportAuthenticated(keypair, plaintext, job.MessageLength, from, now);
     }
 }
 

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Security.Cryptography;
 using Tunnel.Crypto;
 
 namespace Tunnel.Device;
@@ -19,6 +20,53 @@ public sealed partial class TunnelDevice
         Peer? peer = AllowedIps.Lookup(destination);
         peer?.SendData(ipPacket);
     }
+
+    /// <summary>
+    /// Step 1 of an <see cref="OutboundTransport"/>, on the thread that reads the packets, in their
+    /// order: <paramref name="message"/> holds an inner packet of <paramref name="packetLength"/>
+    /// bytes at <see cref="MessageTransport.ContentOffset"/> and has room for its padding and tag
+    /// (<see cref="MaxMessageSize"/>). Routes it, takes the current keypair and its nonce, writes
+    /// the header and padding around it. False when there is nothing to seal: no route, no
+    /// endpoint, or no session (the packet is then staged, copied, and a handshake started).
+    /// </summary>
+    public bool PrepareTransport(Span<byte> message, int packetLength, out OutboundTransport job)
+    {
+        job = default;
+        Span<byte> packet = message.Slice(MessageTransport.ContentOffset, packetLength);
+        if (!IpHeader.TryGetDestination(packet, out ReadOnlySpan<byte> destination)
+            || AllowedIps.Lookup(destination) is not Peer peer)
+            return false;
+        return peer.PrepareData(message, packetLength, out job);
+    }
+
+    /// <summary>The room <see cref="PrepareTransport"/> needs for an inner packet of <paramref name="packetLength"/> bytes.</summary>
+    public int MaxMessageSize(int packetLength) =>
+        MessageTransport.MessageSize(MessageTransport.PaddedLength(packetLength, Mtu));
+
+    /// <summary>
+    /// Step 2, on any thread: seals the prepared message in place, unless its keypair was retired
+    /// since step 1 (its keys may be zeroed: the message is then dropped at step 3).
+    /// </summary>
+    public void SealTransport(ref OutboundTransport job, Span<byte> message)
+    {
+        // The preparing thread has left its section: this one must hold the keypair now, and a
+        // keypair retired before it entered may already be zeroed.
+        using var section = Rcu.ReadLock();
+        if (job.Keypair is not { IsZeroed: false })
+            return;
+        Peer.Seal(ref job, message);
+    }
+
+    /// <summary>
+    /// Step 3, in the order of step 1: the hot-path check (the last thing before the wire), then
+    /// the network and the send-side timers. A message sealed under a keypair of another VM
+    /// generation (a fork between steps 1 and 3) is dropped and counted as a stale-key drop.
+    /// </summary>
+    public void CommitTransport(in OutboundTransport job, ReadOnlySpan<byte> message)
+    {
+        if (job.Sealed)
+            job.Peer!.Transmit(job, message[..job.MessageLength]);
+    }
 }
 
 public sealed partial class Peer
@@ -34,6 +82,23 @@ public sealed partial class Peer
             _staged.Enqueue(packet);
             SendHandshakeInitiation(isRetry: false);
         }
+    }
+
+    /// <summary>
+    /// <see cref="TunnelDevice.PrepareTransport"/> for this peer: as <see cref="SendData"/>, but
+    /// the packet is already in place and is sealed and sent by the caller.
+    /// </summary>
+    internal bool PrepareData(Span<byte> message, int packetLength, out OutboundTransport job)
+    {
+        using var section = _device.Rcu.ReadLock(); // the keypair is not zeroed while we read it
+        long now = _device.Clock.MonotonicNanos;
+        Keypair? keypair = Keypairs.Current;
+        if (CanSendWith(keypair, now) && TryPrepareTransport(keypair!, message, packetLength, out job))
+            return job.HasEndpoint;
+        job = default;
+        _staged.Enqueue(message.Slice(MessageTransport.ContentOffset, packetLength));
+        SendHandshakeInitiation(isRetry: false);
+        return false;
     }
 
     /// <summary>The staged packets if there are any (they prove liveness as well), else an empty one.</summary>
@@ -81,46 +146,69 @@ public sealed partial class Peer
     /// Encrypts <paramref name="packet"/> (empty = keepalive) under <paramref name="keypair"/>,
     /// padded to 16, and hands it to <see cref="Transmit"/> (hot-path check, then the network).
     /// False if the keypair's counters are used up (REJECT_AFTER_MESSAGES): it is then barred from
-    /// sending and the caller stages the packet.
+    /// sending and the caller stages the packet. The three steps of <see cref="OutboundTransport"/>
+    /// on this thread, through a pooled buffer (zeroed before it goes back: it held plaintext).
     /// </summary>
     private bool EncryptAndSend(Keypair keypair, ReadOnlySpan<byte> packet, long now)
     {
+        int size = MessageTransport.MessageSize(MessageTransport.PaddedLength(packet.Length, _device.Mtu));
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(size);
+        OutboundTransport job = default;
+        try
+        {
+            Span<byte> message = buffer.AsSpan(0, size);
+            packet.CopyTo(message[MessageTransport.ContentOffset..]);
+            if (!TryPrepareTransport(keypair, message, packet.Length, out job))
+                return false;
+            if (!job.HasEndpoint)
+                return true; // nowhere to send: the packet is lost, as the kernel loses it
+            Seal(ref job, message);
+            Transmit(job, message[..job.MessageLength]);
+        }
+        finally
+        {
+            // Sealed in place, it holds only ciphertext; else the plaintext must not reach the pool.
+            if (!job.Sealed)
+                CryptographicOperations.ZeroMemory(buffer.AsSpan(0, size));
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Step 1 of <see cref="OutboundTransport"/>: takes the nonce, writes the header and the
+    /// padding around the <paramref name="packetLength"/> bytes already at the content offset of
+    /// <paramref name="message"/>, and notes where it goes. False if the counters are used up
+    /// (the keypair is then barred from sending).
+    /// </summary>
+    private bool TryPrepareTransport(Keypair keypair, Span<byte> message, int packetLength, out OutboundTransport job)
+    {
+        job = default;
         if (!keypair.TryTakeNonce(out ulong counter))
         {
             keypair.DisallowSending();
             return false;
         }
-        if (!TryGetEndpoint(out Endpoint to))
-            return true; // nowhere to send: the packet is lost, as the kernel loses it
-
-        int padded = MessageTransport.PaddedLength(packet.Length, _device.Mtu);
-        int size = MessageTransport.MessageSize(padded);
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(size);
-        try
-        {
-            Span<byte> message = buffer.AsSpan(0, size);
-            MessageTransport.WriteHeader(message, keypair.RemoteIndex, counter);
-            Span<byte> content = message.Slice(MessageTransport.ContentOffset, padded);
-            packet.CopyTo(content);
-            content[packet.Length..].Clear();
-            Span<byte> nonce = stackalloc byte[12];
-            WriteNonce(nonce, counter);
-            TransportAead.Seal(message[MessageTransport.ContentOffset..], content, nonce, keypair.SendKey);
-            Transmit(new TransmitSlot
-            {
-                Message = message,
-                To = to,
-                Keypair = keypair,
-                Generation = keypair.CreatedGeneration,
-                Counter = counter,
-                IsData = packet.Length != 0,
-            });
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
+        int padded = MessageTransport.PaddedLength(packetLength, _device.Mtu);
+        job.Peer = this;
+        job.Keypair = keypair;
+        job.Counter = counter;
+        job.PlaintextLength = padded;
+        job.IsData = packetLength != 0;
+        job.HasEndpoint = TryGetEndpoint(out job.To);
+        MessageTransport.WriteHeader(message, keypair.RemoteIndex, counter);
+        message.Slice(MessageTransport.ContentOffset + packetLength, padded - packetLength).Clear();
         return true;
+    }
+
+    /// <summary>Step 2: seals the prepared content in place (the caller is in a read-side section).</summary>
+    internal static void Seal(ref OutboundTransport job, Span<byte> message)
+    {
+        Span<byte> nonce = stackalloc byte[12];
+        WriteNonce(nonce, job.Counter);
+        Span<byte> sealedPart = message.Slice(MessageTransport.ContentOffset, job.PlaintextLength + MessageTransport.TagSize);
+        TransportAead.Seal(sealedPart, sealedPart[..job.PlaintextLength], nonce, job.Keypair!.SendKey);
+        job.Sealed = true;
     }
 
     /// <summary>The AEAD nonce: 32 zero bits then the 64-bit counter, little-endian.</summary>

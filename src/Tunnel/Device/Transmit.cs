@@ -2,46 +2,30 @@ using Microsoft.Extensions.Logging;
 
 namespace Tunnel.Device;
 
-/// <summary>
-/// A transport message between encryption and the network. <see cref="Peer.Transmit"/> is where
-/// the fork guard's hot path compares <see cref="Generation"/> with the pull counter, "just after
-/// encrypting but before transmitting" (Jason Donenfeld on the vmgenid race).
-/// </summary>
-internal readonly ref struct TransmitSlot
-{
-    /// <summary>The sealed message.</summary>
-    public ReadOnlySpan<byte> Message { get; init; }
-    public Endpoint To { get; init; }
-    public Keypair Keypair { get; init; }
-    /// <summary>The keypair's <see cref="Keypair.CreatedGeneration"/>.</summary>
-    public ulong Generation { get; init; }
-    /// <summary>The nonce (counter) the message was encrypted with.</summary>
-    public ulong Counter { get; init; }
-    /// <summary>False for a keepalive (empty payload): only data arms the new-handshake timer.</summary>
-    public bool IsData { get; init; }
-}
-
 public sealed partial class Peer
 {
     /// <summary>
-    /// The last step of the send path: drop the message if its keypair was zeroed meanwhile or (hot
+    /// The last step of the send path (<see cref="OutboundTransport"/>'s step 3), where the fork
+    /// guard's hot path compares the keypair's generation with the pull counter, "just after
+    /// encrypting but before transmitting" (Jason Donenfeld on the vmgenid race): drop the message if its keypair was zeroed meanwhile or (hot
     /// path) belongs to another VM generation; otherwise transmit it and run the send-side timers.
     /// The check costs one read of the counter and one compare.
     /// </summary>
-    internal void Transmit(in TransmitSlot slot)
+    internal void Transmit(in OutboundTransport slot, ReadOnlySpan<byte> message)
     {
+        ulong generation = slot.Keypair!.CreatedGeneration;
+        long now = _device.Clock.MonotonicNanos; // before the checks: nothing between the last one and the wire
         // Zeroed while we encrypted (cleared sessions, fork guard): what we made is worthless.
         if (slot.Keypair.IsZeroed)
             return;
-        if (!_device.Fork.IsCurrent(slot.Generation))
+        if (!_device.Fork.IsCurrent(generation))
         {
             OnStaleGeneration(slot.Keypair);
             return;
         }
 
-        long now = _device.Clock.MonotonicNanos;
-        _device.Io.SendDatagram(slot.Message, slot.To, slot.Generation);
-        AddTx(slot.Message.Length);
+        _device.Io.SendDatagram(message, slot.To, generation);
+        AddTx(message.Length);
         TimersAnyAuthenticatedPacketTraversal(now);
         TimersAnyAuthenticatedPacketSent();
         if (slot.IsData)

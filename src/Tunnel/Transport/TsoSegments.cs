@@ -53,6 +53,10 @@ internal ref struct TsoSegments
         _offset = _headerLength;
     }
 
+    /// <summary>The longest segment <see cref="Next"/> can write: room enough to ask for.</summary>
+    public readonly int MaxLength =>
+        _header.GsoType == VirtioNetHeader.GsoNone ? _packet.Length : Math.Min(_packet.Length, _headerLength + _header.GsoSize);
+
     /// <summary>
     /// Writes the next segment into <paramref name="segment"/> (at least GsoSize + headers long;
     /// 64 KiB always does) and returns its length in <paramref name="length"/>; false at the end.

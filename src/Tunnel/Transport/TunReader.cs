@@ -11,8 +11,9 @@ namespace Tunnel.Transport;
 /// </summary>
 /// <param name="onGone">Called on this thread once the interface is gone (<see cref="LinuxTun.Gone"/>);
 /// it returns only when the threads stop.</param>
+/// <param name="workers">Seal the messages of one read in parallel; null: on this thread.</param>
 internal sealed class TunReader(LinuxTun tun, InterfaceIo io, TunnelDevice device, DataPathThreads threads,
-    Action<string> onGone)
+    Action<string> onGone, CryptoWorkers? workers = null)
 {
     /// <summary>Largest IP packet a TUN read can return (the IPv4/IPv6 length fields' limit).</summary>
     private const int MaxPacketSize = 65535;
@@ -28,40 +29,51 @@ internal sealed class TunReader(LinuxTun tun, InterfaceIo io, TunnelDevice devic
     public void Run()
     {
         var read = new byte[MaxTunReadSize];
-        var segment = new byte[MaxPacketSize];
-        InterfaceIo.BeginBatch(new UdpSendBatch());
+        var batch = new UdpSendBatch();
+        var stage = new SealStage(device, io, batch, workers);
+        InterfaceIo.BeginBatch(batch);
         TransportAead.HoldKeysUntilScrub(); // scrubbed after each read, below
         var start = GC.GetAllocatedBytesForCurrentThread();
         try
         {
             while (!threads.Stopping)
             {
-                var length = tun.Read(read);
-                if (length == 0)
-                {
-                    if (tun.Gone is { } why)
-                        onGone(why);
-                    return;
-                }
-                Reads++;
                 if (!tun.HasVnetHeader)
                 {
-                    device.SendPacket(read.AsSpan(0, length));
-                    io.FlushBatch();
+                    // Read straight into the message's place: no copy at all on this path.
+                    var length = tun.Read(stage.NextPacket(MaxPacketSize));
+                    if (length == 0)
+                    {
+                        OnReadEnd();
+                        return;
+                    }
+                    Reads++;
+                    stage.Add(length);
+                    stage.Run();
                     TransportAead.ScrubThreadKeys();
                     Packets++;
                     continue;
                 }
-                if (length < VirtioNetHeader.Size)
+                var readLength = tun.Read(read);
+                if (readLength == 0)
+                {
+                    OnReadEnd();
+                    return;
+                }
+                Reads++;
+                if (readLength < VirtioNetHeader.Size)
                     continue;
                 var header = VirtioNetHeader.Read(read);
-                var segments = new TsoSegments(read.AsSpan(VirtioNetHeader.Size, length - VirtioNetHeader.Size), header);
-                while (segments.Next(segment, out var segmentLength))
+                var segments = new TsoSegments(read.AsSpan(VirtioNetHeader.Size, readLength - VirtioNetHeader.Size), header);
+                while (true)
                 {
-                    device.SendPacket(segment.AsSpan(0, segmentLength));
+                    var segment = stage.NextPacket(segments.MaxLength);
+                    if (!segments.Next(segment, out var segmentLength))
+                        break;
+                    stage.Add(segmentLength);
                     Packets++;
                 }
-                io.FlushBatch();
+                stage.Run();
                 TransportAead.ScrubThreadKeys();
             }
         }
@@ -70,5 +82,11 @@ internal sealed class TunReader(LinuxTun tun, InterfaceIo io, TunnelDevice devic
             TransportAead.ScrubThreadKeys();
             Allocated += GC.GetAllocatedBytesForCurrentThread() - start;
         }
+    }
+
+    private void OnReadEnd()
+    {
+        if (tun.Gone is { } why)
+            onGone(why);
     }
 }

@@ -31,6 +31,7 @@ public sealed class TunnelInterface : IAsyncDisposable
     private TunReader? _tunReader;
     private UdpReceiver? _udpReceiver;
     private HandshakeWorker? _handshakeWorker;
+    private CryptoWorkers? _cryptoWorkers;
     private bool _disposed;
 
     /// <param name="config">The loaded file; this object owns it from now on and zeroes its keys.</param>
@@ -53,6 +54,13 @@ public sealed class TunnelInterface : IAsyncDisposable
         _uapiOptions = uapiOptions;
         _threads = new DataPathThreads(_log);
     }
+
+    /// <summary>
+    /// Threads that seal and open transport messages, the reading threads included (set before
+    /// <see cref="Start"/>): 0, the default, is one per processor; 1 keeps all crypto on the TUN
+    /// reader and the UDP receiver.
+    /// </summary>
+    public int CryptoWorkers { get; init; }
 
     /// <summary>The interface name the kernel gave, once started.</summary>
     public string Name => _tun?.Name ?? _requestedName;
@@ -108,10 +116,13 @@ public sealed class TunnelInterface : IAsyncDisposable
         _io.Device = _device;
         _fork?.Attach(_device); // before the first handshake: keypairs record the pull counter
         var uapi = _configuration = new DeviceUapi(_device, new BindUpdate(_io, _device, _log), _fork);
-        _tunReader = new TunReader(_tun, _io, _device, _threads, OnInterfaceGone);
+        _cryptoWorkers = new CryptoWorkers(CryptoWorkers, _log);
+        _cryptoWorkers.Start();
+        _log.LogInformation("{Workers} crypto worker(s)", _cryptoWorkers.Workers);
+        _tunReader = new TunReader(_tun, _io, _device, _threads, OnInterfaceGone, _cryptoWorkers);
         _handshakeWorker = new HandshakeWorker(_device, new HandshakeQueue(), _threads, _log);
         _udpReceiver = new UdpReceiver(_io, _device.ReceiveDatagram, _tun.HasVnetHeader ? new TcpCoalescer() : null,
-            _threads, _log, _handshakeWorker);
+            _threads, _log, _handshakeWorker, new OpenStage(_device, _cryptoWorkers));
         _threads.Start(_tunReader.Run, "tun-read");
         _threads.Start(_udpReceiver.Run, "udp-receive");
         _threads.Start(_handshakeWorker.Run, "handshake");
@@ -171,6 +182,7 @@ public sealed class TunnelInterface : IAsyncDisposable
         _io?.Bind.Dispose(); // wakes the receiver
         _handshakeWorker?.Queue.Close(); // wakes the handshake worker
         _threads.Join();
+        _cryptoWorkers?.Dispose(); // after the threads that hand them work
         DisposeForkProtection();
         if (_threads.Started)
             _log.LogDebug("data path: tun-read {TunPackets} packets, {TunBytes} bytes allocated; udp-receive {UdpPackets} datagrams, {UdpBytes} bytes allocated; {TunReads} TUN reads, {UdpReads} UDP reads; {UdpFailures} datagrams failed",

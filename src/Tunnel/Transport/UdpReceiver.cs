@@ -19,8 +19,10 @@ internal delegate void DatagramHandler(ReadOnlySpan<byte> datagram, in Endpoint 
 /// <param name="coalescer">For a TUN device with virtio-net headers; null writes packets one by one.</param>
 /// <param name="handshakes">Where handshake messages go (checked, then queued for the worker);
 /// null hands them to <paramref name="receive"/> like the rest.</param>
+/// <param name="decrypt">Takes the transport messages of each batch (opened in place, in parallel,
+/// delivered in order at the end of the batch); null hands every datagram to <paramref name="receive"/>.</param>
 internal sealed class UdpReceiver(InterfaceIo io, DatagramHandler receive, TcpCoalescer? coalescer,
-    DataPathThreads threads, ILogger log, HandshakeWorker? handshakes = null)
+    DataPathThreads threads, ILogger log, HandshakeWorker? handshakes = null, OpenStage? decrypt = null)
 {
     private long _failures;
 
@@ -62,10 +64,13 @@ internal sealed class UdpReceiver(InterfaceIo io, DatagramHandler receive, TcpCo
                     var segmentSize = batch.SegmentSize(i);
                     for (var offset = 0; offset < data.Length; offset += segmentSize)
                     {
-                        Receive(data.Slice(offset, Math.Min(segmentSize, data.Length - offset)), from);
+                        var length = Math.Min(segmentSize, data.Length - offset);
+                        if (decrypt is null || !decrypt.TryAdd(batch, i, offset, length, from))
+                            Receive(data.Slice(offset, length), from);
                         Datagrams++;
                     }
                 }
+                decrypt?.Run(); // before the next read reuses the buffer it decrypted in
                 io.FlushDelivered();
                 TransportAead.ScrubThreadKeys();
             }

@@ -16,6 +16,9 @@ namespace Tunnel.Transport;
 /// read: a snapshot between the check and here would pass one); the batch holds messages of one
 /// generation only, reads the counter once just before the send, and drops everything it holds if
 /// it moved (the next packet's own check then expires the keys and starts a handshake).</para>
+/// <para>Datagrams that lie back to back in the memory <see cref="Lend"/> named (the
+/// <see cref="SealStage"/> seals messages one after the other in one buffer) are sent from there,
+/// not copied in: the lender flushes before it writes that memory again.</para>
 /// </summary>
 internal sealed class UdpSendBatch
 {
@@ -33,6 +36,12 @@ internal sealed class UdpSendBatch
     private bool _closed; // the last datagram was short: nothing may follow it in this send
     private bool _gso = true;
     private ulong _generation; // the generation the engine validated for the held datagrams
+    private byte[]? _lent;     // memory whose datagrams may be held where they are
+    private int _lentStart;    // the held run's offset in _lent, or -1: the run is in _buffer
+
+    /// <summary>Datagrams inside <paramref name="memory"/> may be held in place from now on; the
+    /// caller flushes before it changes any of it.</summary>
+    public void Lend(byte[] memory) => _lent = memory;
 
     /// <summary>Holds <paramref name="datagram"/> for <paramref name="to"/>, sending what is held
     /// first when it cannot join them.</summary>
@@ -47,19 +56,36 @@ internal sealed class UdpSendBatch
             io.SendNow(datagram, to);
             return;
         }
+        int lentAt = OffsetInLent(datagram);
+        // In place only while the run stays in place and contiguous; else it is sent first.
+        if (_count > 0 && (_lentStart >= 0) != (lentAt >= 0 && lentAt == _lentStart + _length))
+            Flush(io);
         if (_count == 0)
         {
             _destination = to;
             _segmentSize = datagram.Length;
             _generation = generation;
+            _lentStart = lentAt;
         }
         else if (datagram.Length < _segmentSize)
         {
             _closed = true;
         }
-        datagram.CopyTo(_buffer.AsSpan(_length));
+        if (_lentStart < 0)
+            datagram.CopyTo(_buffer.AsSpan(_length));
         _length += datagram.Length;
         _count++;
+    }
+
+    /// <summary>Where <paramref name="datagram"/> starts in the lent memory, or -1 if it is not in it.</summary>
+    private int OffsetInLent(ReadOnlySpan<byte> datagram)
+    {
+        if (_lent is not { Length: > 0 } lent || datagram.IsEmpty)
+            return -1;
+        // Two references into one array: their distance survives the GC moving it.
+        nint offset = System.Runtime.CompilerServices.Unsafe.ByteOffset(
+            ref lent[0], ref System.Runtime.InteropServices.MemoryMarshal.GetReference(datagram));
+        return offset >= 0 && offset + datagram.Length <= lent.Length ? (int)offset : -1;
     }
 
     /// <summary>Sends what is held: one datagram plainly, several as one GSO send; a socket
@@ -68,7 +94,7 @@ internal sealed class UdpSendBatch
     {
         if (_count == 0)
             return;
-        var held = _buffer.AsSpan(0, _length);
+        var held = _lentStart >= 0 ? _lent.AsSpan(_lentStart, _length) : _buffer.AsSpan(0, _length);
         if (io.GenerationCounter is { } counter && counter.Read() != _generation)
         {
             // The VM was cloned or restored while these waited: they may be under stale keys.

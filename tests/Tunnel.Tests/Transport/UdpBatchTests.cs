@@ -67,6 +67,54 @@ public sealed class UdpBatchTests
     }
 
     [Fact]
+    public void DatagramsBackToBackInLentMemoryAreSentFromThereAndEverythingElseInOrder()
+    {
+        using var sender = UdpBind.Open(0);
+        using var receiver = UdpBind.Open(0);
+        var io = new InterfaceIo(null!, sender, NullLogger.Instance);
+        var to = new Endpoint(IPAddress.Loopback.GetAddressBytes(), receiver.Port);
+        var arena = new byte[8000];
+        var batch = new UdpSendBatch();
+        batch.Lend(arena);
+        var sent = new List<byte[]>();
+        void AddFromArena(int offset, int index)
+        {
+            var datagram = Datagram(index, 1000);
+            datagram.CopyTo(arena, offset);
+            batch.Add(io, arena.AsSpan(offset, 1000), to, 0);
+            sent.Add(datagram);
+        }
+        AddFromArena(0, 0);
+        AddFromArena(1000, 1);
+        AddFromArena(2000, 2);
+        AddFromArena(4000, 3); // a gap: the run so far leaves first
+        AddFromArena(5000, 4);
+        // Held where it lies, not copied: a change made now is what leaves.
+        arena[5000] ^= 0xff;
+        sent[4][0] ^= 0xff;
+        var outside = Datagram(5, 1000);
+        batch.Add(io, outside, to, 0); // not in the lent memory: the run leaves, this is copied
+        sent.Add(outside);
+        batch.Flush(io);
+
+        using var received = new UdpReceiveBatch();
+        var got = new List<byte[]>();
+        while (got.Count < sent.Count)
+        {
+            var count = receiver.ReceiveBatch(received);
+            Assert.True(count > 0);
+            for (var i = 0; i < count; i++)
+            {
+                var data = received.Data(i).ToArray();
+                var size = received.SegmentSize(i);
+                for (var offset = 0; offset < data.Length; offset += size)
+                    got.Add(data[offset..Math.Min(offset + size, data.Length)]);
+            }
+        }
+        Assert.Equal(sent, got);
+    }
+
+    [Fact]
     public void ABatchHeldAcrossAGenerationChangeIsDropped()
     {
         using var sender = UdpBind.Open(0);
