@@ -5,6 +5,7 @@ Run through bench/scale.sh (root). Per peer count, in a fresh network namespace 
   ready     spawn of `tunneld up FILE` to the READY=1 datagram on NOTIFY_SOCKET
   routes    every allowed IP's route on the interface (ip -j route), checked right after READY=1
             (tunneld installs them before it notifies); the time is spawn to that check
+  route install  tunneld's own figure for adding them (its log line "N route(s) added ... in M ms")
   rss       VmRSS after READY=1 and the idle window
   idle cpu  utime+stime of the daemon over --idle seconds (/proc/PID/stat), % of one core
   show dump `wg show IF dump` (real wg over the UAPI socket), and that it lists every peer
@@ -15,7 +16,7 @@ they are measured in-process (bench/Tunnel.Bench, issue 12's timer/rekey work), 
 A step that fails or times out prints 'failed (...)' and the rest of that row is skipped where
 it depends on it; the namespace and the daemon are removed, pass or fail.
 """
-import argparse, base64, json, os, signal, socket, subprocess, sys, tempfile, time, uuid
+import argparse, base64, json, os, re, signal, socket, subprocess, sys, tempfile, time, uuid
 
 ADDRESS = "10.255.0.1/24"
 
@@ -87,7 +88,11 @@ def timed(command, timeout):
         r = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return None, f"failed (timeout {timeout} s)", ""
-    return time.monotonic() - start, None if r.returncode == 0 else f"failed (exit {r.returncode}: {r.stderr.strip()[-120:]})", r.stdout
+    if r.returncode == 0:
+        return time.monotonic() - start, None, r.stdout
+    # e.g. SIGPIPE: the daemon closed the UAPI connection before the whole request was written
+    status = f"killed by {signal.Signals(-r.returncode).name}" if r.returncode < 0 else f"exit {r.returncode}"
+    return None, f"failed ({status}: {r.stderr.strip()[-120:] or 'no message'})", r.stdout
 
 
 def one(binary, peers, args, workdir):
@@ -105,8 +110,10 @@ def one(binary, peers, args, workdir):
     try:
         env = dict(os.environ, NOTIFY_SOCKET=notify_path)
         start = time.monotonic()
+        log = open(os.path.join(workdir, name + ".log"), "w")  # the console logger writes to stdout
         daemon = subprocess.Popen(["ip", "netns", "exec", ns, binary, "up", up, "--interface", name], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, name + ".log"), "w"))
+                                  stdout=log, stderr=log)
+        log.close()  # the daemon has its own descriptor
         deadline = start + args.timeout
         ready = None
         while ready is None:
@@ -126,6 +133,9 @@ def one(binary, peers, args, workdir):
             row["ready"] = f"failed ({why})"
             return row
         row["ready"] = f"{ready:.2f} s"
+        with open(os.path.join(workdir, name + ".log")) as f:
+            added = re.search(r"(\d+) route\(s\) added to \S+ in (\d+) ms", f.read())
+        row["route install"] = f"{added.group(2)} ms" if added else "no log line"
         routed = route_destinations(ns, "dev", name)
         routes_at = time.monotonic() - start
         missing = len(want - routed)
@@ -190,7 +200,7 @@ def main():
     p.add_argument("--compare-routes", action="store_true", help="also time rtnetlink against ip -batch")
     args = p.parse_args()
     counts = [int(x) for x in args.peers.split(",")]
-    columns = ["peers", "ready", "routes", "rss", "idle cpu", "show dump", "setconf", "stop"]
+    columns = ["peers", "ready", "routes", "route install", "rss", "idle cpu", "show dump", "setconf", "stop"]
     with open("/proc/loadavg") as f:
         print(f"load average before: {' '.join(f.read().split()[:3])}", flush=True)
     print("| " + " | ".join(columns) + " |")
