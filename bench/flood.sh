@@ -16,6 +16,8 @@
 # Usage (root): bench/flood.sh
 #   RATE=50000 DURATION=20 FLOOD_NICE=10 ROUNDS=1 bench/flood.sh   # the defaults
 #   RESPONDERS="td"  TUNNELD=/path/to/tunneld  FLOOD=/path/to/handshake-flood
+#   FLOOD_SOURCES=64                  # flood from 64 addresses (10.98.3.2 up), not one: each has
+#                                     # its own rate-limiter bucket at the responder
 #   KEEP=/some/folder                 # keep the ping, flood and daemon logs there
 #   RESPONDERS="before td wg" BEFORE=/path/to/other/tunneld   # another build too (e.g. main's)
 # Needs wireguard-go, wg, ping, tcpdump, python3. Everything it creates (namespaces, veth pairs,
@@ -27,6 +29,7 @@ DURATION=${DURATION:-20}
 FLOOD_NICE=${FLOOD_NICE:-10}
 RESPONDERS=${RESPONDERS:-"td wg"}
 ROUNDS=${ROUNDS:-1}
+FLOOD_SOURCES=${FLOOD_SOURCES:-1}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 if [ "$(id -u)" != 0 ]; then
@@ -93,6 +96,8 @@ link() {
 link 1 "$ns_p"
 link 2 "$ns_q"
 link 3 "$ns_f"
+[ "$FLOOD_SOURCES" -ge 1 ] && [ "$FLOOD_SOURCES" -le 200 ] || { echo "flood.sh: FLOOD_SOURCES is 1 to 200" >&2; exit 2; }
+for i in $(seq 2 "$FLOOD_SOURCES"); do ip -n "$ns_f" addr add "10.98.3.$((i + 1))/24" dev "flx3-$tag"; done
 
 umask 077
 for k in r p q; do wg genkey >"$work/$k.key"; wg pubkey <"$work/$k.key" >"$work/$k.pub"; done
@@ -173,7 +178,7 @@ run() {
   sleep 0.5
 
   ip netns exec "$ns_f" nice -n "$FLOOD_NICE" "$FLOOD" --target 10.98.3.1:51820 --public-key "$(cat "$work/r.pub")" \
-    --rate "$RATE" --seconds "$DURATION" --ports 256 >"$work/flood-$kind.txt" 2>&1 &
+    --rate "$RATE" --seconds "$DURATION" --ports 256 --source-base 10.98.3.2 --source-count "$FLOOD_SOURCES" >"$work/flood-$kind.txt" 2>&1 &
   pids+=($!)
   local flood_pid=$!
   sleep 1
@@ -226,7 +231,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 echo
-echo "handshake flood at ${RATE}/s for ${DURATION} s (flooder at nice ${FLOOD_NICE}); P pings every 20 ms; $(nproc) CPUs, $(uname -r)"
+echo "handshake flood at ${RATE}/s for ${DURATION} s from ${FLOOD_SOURCES} address(es) (flooder at nice ${FLOOD_NICE}); P pings every 20 ms; $(nproc) CPUs, $(uname -r)"
 echo "| responder | flood sent | ping loss | p50 RTT | p99 RTT | max RTT | new peer Q: first reply after |"
 echo "|---|---|---|---|---|---|---|"
 cat "$summary"

