@@ -33,7 +33,7 @@ internal static class PeerScale
             Console.WriteLine(Row(n));
 
         Console.WriteLine();
-        Console.WriteLine("| peers | set request (MB) | parse set (s) | heap of parsed set (MB) | apply set (s) | get + format (s) | get reply (MB) |");
+        Console.WriteLine("| peers | set request (MB) | parse set (s) | allocated by the parse (MB) | apply set (s) | get + format (s) | get reply (MB) |");
         Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|");
         foreach (int n in sizes)
             Console.WriteLine(UapiRow(n));
@@ -57,7 +57,8 @@ internal static class PeerScale
         }
         string[] lines = request.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
 
-        long heapBefore = Heap();
+        Heap();
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         var parse = Stopwatch.StartNew();
         var parser = new Tunnel.Uapi.UapiSetParser();
         foreach (string line in lines)
@@ -65,7 +66,7 @@ internal static class PeerScale
         parse.Stop();
         if (parser.Errno != 0)
             throw new InvalidOperationException(parser.Problem);
-        long parsedHeap = Heap() - heapBefore;
+        long parsedHeap = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
 
         using var device = new TunnelDevice(new DeviceOptions(), new DiscardingIo());
         var uapi = new Tunnel.Uapi.DeviceUapi(device);

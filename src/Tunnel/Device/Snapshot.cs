@@ -44,11 +44,12 @@ public sealed partial class TunnelDevice
             Peer[] peers = _peerList.ToArray();
             state.Peers = Array.ConvertAll(peers, peer => peer.Capture(state));
 
+            Dictionary<object, (int Peer, KeypairSlot Slot)> holders = Holders(peers);
             var indexes = new List<IndexCapture>();
             foreach (KeyValuePair<uint, object> entry in Indexes.Entries())
             {
-                if (Locate(peers, entry.Value) is (int peer, KeypairSlot slot))
-                    indexes.Add(new IndexCapture(entry.Key, peer, slot));
+                if (holders.TryGetValue(entry.Value, out (int Peer, KeypairSlot Slot) holder))
+                    indexes.Add(new IndexCapture(entry.Key, holder.Peer, holder.Slot));
             }
             state.Indexes = [.. indexes];
         }
@@ -111,21 +112,22 @@ public sealed partial class TunnelDevice
         }
     }
 
-    /// <summary>Which peer (by position) holds <paramref name="entry"/>, and in which keypair slot.</summary>
-    private static (int Peer, KeypairSlot Slot)? Locate(Peer[] peers, object entry)
+    /// <summary>What an index can name (a peer's pending handshake, or a keypair in one of its
+    /// slots), by peer position and slot: one lookup per index, not a scan of every peer.</summary>
+    private static Dictionary<object, (int Peer, KeypairSlot Slot)> Holders(Peer[] peers)
     {
+        var holders = new Dictionary<object, (int Peer, KeypairSlot Slot)>(peers.Length, ReferenceEqualityComparer.Instance);
         for (int i = 0; i < peers.Length; i++)
         {
             Peer peer = peers[i];
-            if (ReferenceEquals(entry, peer))
-                return (i, KeypairSlot.None);
+            holders[peer] = (i, KeypairSlot.None);
             foreach (KeypairSlot slot in (ReadOnlySpan<KeypairSlot>)[KeypairSlot.Previous, KeypairSlot.Current, KeypairSlot.Next])
             {
-                if (ReferenceEquals(entry, peer.KeypairIn(slot)))
-                    return (i, slot);
+                if (peer.KeypairIn(slot) is { } keypair)
+                    holders.TryAdd(keypair, (i, slot));
             }
         }
-        return null;
+        return holders;
     }
 }
 
