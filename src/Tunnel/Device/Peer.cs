@@ -366,7 +366,7 @@ public sealed partial class Peer
         // The steady state (the same source as last time) without the lock the send path takes:
         // a torn read that still equals `from` means another update is racing this one, and the
         // result (theirs last) is one the lock would have allowed too.
-        if (Volatile.Read(ref _hasEndpoint) && _endpoint == from)
+        if (Volatile.Read(ref _hasEndpoint) && _endpoint == from && _endpoint.SameSource(from))
             return;
         lock (_lock)
         {
