@@ -28,7 +28,10 @@ namespace Tunnel.Device;
 internal sealed class RekeyPacer(TunnelDevice device)
 {
     /// <summary>One initiation per slot: 5,000 a second.</summary>
-    internal const long SpacingNanos = Constants.NanosPerSecond / 5_000;
+    internal const long DefaultSpacingNanos = Constants.NanosPerSecond / 5_000;
+
+    /// <summary>The slot length (benchmarks compare paces; the device uses the default).</summary>
+    internal long SpacingNanos { get; set; } = DefaultSpacingNanos;
 
     /// <summary>A host that ticked late sends at most this much of the backlog at once, then goes
     /// on at the pace: a stalled timer thread must not turn into a burst.</summary>
