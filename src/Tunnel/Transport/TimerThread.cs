@@ -43,7 +43,7 @@ internal sealed class TimerThread(TunnelDevice device, HandshakeLog handshakes, 
             if (wait > 0)
             {
                 // Whole milliseconds, rounded up: a wait handle truncates a shorter timeout to 0 and
-                // the loop would spin between the paced rekey's 200 us slots; a tick sends every
+                // the loop would spin between the paced rekey's slots; a tick sends every
                 // slot that has come, so a millisecond late costs nothing.
                 int sleepMs = (int)Math.Min((long)MaxTimerSleep.TotalMilliseconds,
                     (wait + Constants.NanosPerMillisecond - 1) / Constants.NanosPerMillisecond);
