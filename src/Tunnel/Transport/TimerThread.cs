@@ -42,8 +42,12 @@ internal sealed class TimerThread(TunnelDevice device, HandshakeLog handshakes, 
             var wait = device.NextDeadlineNanos - now;
             if (wait > 0)
             {
-                var sleep = wait >= MaxTimerSleep.Ticks * 100 ? MaxTimerSleep : TimeSpan.FromTicks(Math.Max(1, wait / 100));
-                if (WaitHandle.WaitAny(handles, sleep) == 0)
+                // Whole milliseconds, rounded up: a wait handle truncates a shorter timeout to 0 and
+                // the loop would spin between the paced rekey's slots; a tick sends every
+                // slot that has come, so a millisecond late costs nothing.
+                int sleepMs = (int)Math.Min((long)MaxTimerSleep.TotalMilliseconds,
+                    (wait + Constants.NanosPerMillisecond - 1) / Constants.NanosPerMillisecond);
+                if (WaitHandle.WaitAny(handles, sleepMs) == 0)
                     return;
             }
             device.Tick();
