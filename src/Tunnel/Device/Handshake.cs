@@ -32,13 +32,13 @@ public sealed class Handshake : IDisposable
     private readonly SecretBuffer _noiseState = new(HandshakeState.Size);
     private readonly SecretBuffer _staticStatic = new(32);
     private readonly SymmetricKey _presharedKey = new();
-    private bool _staticStaticValid;
+    // ss = DH(s, rs): computed on first use, not when the peer is added (see StaticStaticValidUnlocked).
+    private StaticStaticState _staticStaticState;
 
     public Handshake(StaticIdentity local, PublicKey remoteStatic)
     {
         RemoteStatic = remoteStatic;
         Local = local;
-        Precompute();
     }
 
     public StaticIdentity Local { get; private set; }
@@ -56,7 +56,7 @@ public sealed class Handshake : IDisposable
     public Tai64N LastTimestamp { get { lock (_lock) return LastTimestampUnlocked; } }
 
     /// <summary>False if the peer's static key is a low-order point: no handshake is possible.</summary>
-    public bool CanHandshake { get { lock (_lock) return _staticStaticValid; } }
+    public bool CanHandshake { get { lock (_lock) return StaticStaticValidUnlocked; } }
 
     /// <summary>Sets the preshared key (32 bytes; all zeros means none, as in WireGuard).</summary>
     public void SetPresharedKey(ReadOnlySpan<byte> presharedKey)
@@ -71,7 +71,8 @@ public sealed class Handshake : IDisposable
         {
             Local = local;
             ClearUnlocked();
-            Precompute();
+            _staticStatic.Clear();
+            _staticStaticState = StaticStaticState.NotComputed;
         }
     }
 
@@ -89,7 +90,7 @@ public sealed class Handshake : IDisposable
             ClearUnlocked();
             _staticStatic.Dispose();
             _presharedKey.Dispose();
-            _staticStaticValid = false;
+            _staticStaticState = StaticStaticState.Invalid;
         }
     }
 
@@ -103,7 +104,24 @@ public sealed class Handshake : IDisposable
     internal uint RemoteIndexUnlocked { get; set; }
     internal Tai64N LastTimestampUnlocked { get; set; }
     internal TimeSpan? LastInitiationConsumedUnlocked { get; set; }
-    internal bool StaticStaticValidUnlocked => _staticStaticValid;
+    /// <summary>
+    /// True when ss is usable, computing it on the first call. ss = DH(s, rs) never changes for a
+    /// peer, so it is computed once, as the kernel and wireguard-go do; but when the peer is used,
+    /// not when it is added: X25519 is most of what adding a peer costs, and a hub that loads
+    /// 100,000 peers would spend seconds on it before it is ready, for peers that may never
+    /// connect. A zero result (low-order peer key) disables handshakes with that peer.
+    /// </summary>
+    internal bool StaticStaticValidUnlocked
+    {
+        get
+        {
+            if (_staticStaticState == StaticStaticState.NotComputed)
+                _staticStaticState = Local.PrivateKey.TryAgree(RemoteStatic, _staticStatic.Span)
+                    ? StaticStaticState.Valid
+                    : StaticStaticState.Invalid;
+            return _staticStaticState == StaticStaticState.Valid;
+        }
+    }
     internal Span<byte> NoiseState => _noiseState.Span;
     internal ReadOnlySpan<byte> StaticStatic => _staticStatic.Span;
     internal ReadOnlySpan<byte> PresharedKey => _presharedKey.Bytes;
@@ -119,10 +137,10 @@ public sealed class Handshake : IDisposable
         RemoteIndexUnlocked = 0;
     }
 
-    private void Precompute()
+    private enum StaticStaticState : byte
     {
-        // ss = DH(s, rs) never changes for a peer, so it is computed once, as in the kernel and
-        // wireguard-go; a zero result (low-order peer key) disables handshakes with that peer.
-        _staticStaticValid = Local.PrivateKey.TryAgree(RemoteStatic, _staticStatic.Span);
+        NotComputed,
+        Valid,
+        Invalid,
     }
 }

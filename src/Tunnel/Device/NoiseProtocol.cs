@@ -131,7 +131,7 @@ public static class NoiseProtocol
             lock (handshake.SyncRoot)
             {
                 // The peer must belong to this identity (a key change races with the lookup).
-                if (!handshake.StaticStaticValidUnlocked || handshake.Local != local)
+                if (handshake.Local != local || !handshake.StaticStaticValidUnlocked)
                     return null;
                 handshake.StaticStatic.CopyTo(staticStatic);
             }
