@@ -47,10 +47,12 @@ internal static class UpCommand
             config.Dispose();
             return forkExit;
         }
+        var listenPort = config.Interface.ListenPort;
+        // The daemon owns the parsed file from here; it zeroes and lets go of it once applied.
         var daemon = new TunnelInterface(config, interfaceName, loggers, fork: fork) { CryptoWorkers = options.CryptoWorkers };
         // Before Start: a SIGHUP that comes as soon as the socket exists must find the reload.
         reload = () => Reload(daemon, configPath, log);
-        var startExit = await DaemonHost.StartAsync(daemon, config.Interface.ListenPort);
+        var startExit = await DaemonHost.StartAsync(daemon, listenPort);
         if (startExit != 0)
             return startExit;
         return await DaemonHost.RunAsync(host, daemon);

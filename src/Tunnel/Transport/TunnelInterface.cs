@@ -15,7 +15,7 @@ namespace Tunnel.Transport;
 /// </summary>
 public sealed class TunnelInterface : IAsyncDisposable
 {
-    private readonly TunnelConfig _config;
+    private TunnelConfig? _config; // until its settings are applied, then zeroed
     private readonly string _requestedName;
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _log;
@@ -33,6 +33,9 @@ public sealed class TunnelInterface : IAsyncDisposable
     private HandshakeWorker? _handshakeWorker;
     private CryptoWorkers? _cryptoWorkers;
     private bool _disposed;
+
+    /// <summary>Peers in the file from which the start gives the parsed file's memory back at once.</summary>
+    private const int CompactAfterPeers = 1000;
 
     /// <param name="config">The loaded file; this object owns it from now on and zeroes its keys.</param>
     /// <param name="interfaceName">The TUN device to create.</param>
@@ -87,12 +90,13 @@ public sealed class TunnelInterface : IAsyncDisposable
             throw new InvalidOperationException("already started");
         _tun ??= LinuxTun.Create(_requestedName, offload: true);
         var setup = new InterfaceSetup(_tun.Name);
-        var settings = _config.Interface;
+        var config = _config ?? throw new InvalidOperationException("already started");
+        var settings = config.Interface;
         setup.SetMtu(settings.Mtu);
         foreach (var address in settings.Addresses)
             setup.AddAddress(address);
         setup.SetUp();
-        InterfaceRoutes.Install(_tun.Name, _config, _log);
+        InterfaceRoutes.Install(_tun.Name, config, _log);
         _log.LogInformation("interface {Name} up: mtu {Mtu}, {Addresses} address(es)", _tun.Name,
             settings.Mtu, settings.Addresses.Count);
 
@@ -130,9 +134,16 @@ public sealed class TunnelInterface : IAsyncDisposable
 
         // The file goes in as one UAPI set: one code path for configuration, and its semantics
         // (persistent keepalive sends one at once) are wg setconf's.
-        using (var request = ConfigSetRequest.Initial(_config))
+        using (var request = ConfigSetRequest.Initial(config))
             uapi.ApplySet(request);
-        _log.LogInformation("{Peers} peer(s) configured", _config.Peers.Count);
+        _log.LogInformation("{Peers} peer(s) configured", config.Peers.Count);
+        // The device holds what it needs now: zero the file's keys at once rather than at stop,
+        // and give back the parsed file (for 100,000 peers some 100 MB a quiet daemon would
+        // otherwise keep in its RSS). A config this big is loaded once; so is the pause.
+        _config = null;
+        config.Dispose();
+        if (config.Peers.Count >= CompactAfterPeers)
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
 
         _uapi = new UapiServer(_tun.Name, uapi, _uapiOptions, _loggers.CreateLogger("uapi"));
         _uapi.Start();
@@ -198,7 +209,7 @@ public sealed class TunnelInterface : IAsyncDisposable
             _device.RemoveAllPeers();
             _device.Dispose();
         }
-        _config.Dispose();
+        _config?.Dispose();
         _threads.Dispose();
         _log.LogInformation("stopped: socket and interface removed, keys zeroed");
     }
