@@ -214,6 +214,7 @@ public sealed partial class Peer
         Volatile.Write(ref _retransmitHandshakeDeadline, Never);
         Volatile.Write(ref _handshakeAttempts, 0);
         Volatile.Write(ref _lastHandshakeUtcTicks, _device.Clock.UtcNow.UtcTicks);
+        _device.CountHandshakeCompleted();
     }
 
     private void TimersSessionDerived(long now) =>

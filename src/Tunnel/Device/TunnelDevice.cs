@@ -259,6 +259,14 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
         TimersBroughtForward?.Invoke();
     }
 
+    private long _handshakesCompleted;
+
+    /// <summary>Handshakes completed by any peer since the device was made: a host that reports
+    /// them looks at the peers only when this has moved, so idle peers cost it nothing.</summary>
+    public long HandshakesCompleted => Interlocked.Read(ref _handshakesCompleted);
+
+    internal void CountHandshakeCompleted() => Interlocked.Increment(ref _handshakesCompleted);
+
     /// <summary>Forces cookie mode (tests); the device also goes under load by itself when flooded.</summary>
     public bool UnderLoad
     {

@@ -5,16 +5,23 @@ namespace Tunnel.Transport;
 
 /// <summary>
 /// Says when a peer completes a handshake (public key shortened, no secrets). Called from the
-/// timer thread only; remembers per peer the last handshake time it logged.
+/// timer thread only; remembers per peer the last handshake time it logged. It walks the peers
+/// only after the device counted a new handshake: a hub of 100,000 idle peers would otherwise
+/// spend about 1 % of a core walking them every second for nothing.
 /// </summary>
 internal sealed class HandshakeLog(ILogger log)
 {
     private readonly Dictionary<Peer, DateTimeOffset?> _logged = new(ReferenceEqualityComparer.Instance);
+    private long _seenCompleted;
 
     public void LogNew(TunnelDevice device)
     {
         if (!log.IsEnabled(LogLevel.Information))
             return;
+        var completed = device.HandshakesCompleted;
+        if (completed == _seenCompleted)
+            return;
+        _seenCompleted = completed;
         Span<byte> publicKey = stackalloc byte[Tunnel.Crypto.PublicKey.Size];
         var peers = device.Peers;
         if (_logged.Count > peers.Count)
@@ -22,11 +29,9 @@ internal sealed class HandshakeLog(ILogger log)
         foreach (var peer in peers)
         {
             var when = peer.LastHandshakeTime;
-            if (_logged.TryGetValue(peer, out var logged) && logged == when)
+            if (when is null || _logged.TryGetValue(peer, out var logged) && logged == when)
                 continue;
             _logged[peer] = when;
-            if (when is null)
-                continue;
             peer.CopyPublicKey(publicKey);
             var text = Convert.ToBase64String(publicKey);
             log.LogInformation("peer {Peer}: handshake completed, endpoint {Endpoint}",

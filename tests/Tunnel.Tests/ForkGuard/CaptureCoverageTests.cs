@@ -55,6 +55,7 @@ public sealed class CaptureCoverageTests
             "<Rekey>k__BackingField",
             "<TimersBroughtForward>k__BackingField", // the host's timer loop's wake-up
             "<Timers>k__BackingField", // derived from the captured deadlines: rebuilt as each peer is restored
+            "_handshakesCompleted", // the host's log asks whether it moved; each peer's time is captured
         ],
         [typeof(Peer)] =
         [
