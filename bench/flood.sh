@@ -60,12 +60,8 @@ work=$(mktemp -d)
 pids=()
 ifaces=()
 
-stop_pid() {
-  local pid=$1
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-}
+# shellcheck source=lib.sh
+. "$repo/bench/lib.sh" # stop_pid
 
 cleanup() {
   local rc=$?

@@ -55,12 +55,8 @@ work=$(mktemp -d)
 pids=()     # every background process we start, killed by PID on exit
 ifaces=()   # tunnel interface names, whose UAPI sockets we remove on exit
 
-stop_pid() {
-  local pid=$1
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-}
+# shellcheck source=lib.sh
+. "$repo/bench/lib.sh" # stop_pid
 
 cleanup() {
   local rc=$?
