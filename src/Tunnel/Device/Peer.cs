@@ -22,9 +22,7 @@ public sealed partial class Peer
     // Null while the preshared key is all zeros (none): most peers of a big hub have none, and the
     // handshake keeps its own copy anyway. Guarded by _lock.
     private SymmetricKey? _presharedKey;
-    // Made with the first handshake message we send (null until then): a hub's idle peers need
-    // none, and it is some 300 bytes and two BLAKE2s derivations per peer.
-    private CookieGenerator? _cookieGenerator;
+    private readonly CookieGenerator _cookieGenerator;
     private readonly StagedPackets _staged = new(Constants.MaxStagedPackets);
 
     // Null while the device has no private key: no handshake is possible.
@@ -60,6 +58,7 @@ public sealed partial class Peer
     {
         _device = device;
         _publicKey = publicKey;
+        _cookieGenerator = new CookieGenerator(publicKey);
         if (identity is not null)
             _handshake = new Handshake(identity, publicKey);
         InitTimers();
@@ -290,7 +289,7 @@ public sealed partial class Peer
             _handshake?.Dispose();
             Volatile.Write(ref _handshake, null);
             _presharedKey?.Dispose();
-            Volatile.Read(ref _cookieGenerator)?.Dispose();
+            _cookieGenerator.Dispose();
         }
         _staged.Clear();
         StopTimers();
@@ -377,26 +376,6 @@ public sealed partial class Peer
                 return;
             _endpoint = from;
             _hasEndpoint = true;
-        }
-    }
-
-    /// <summary>True once a handshake message was sent (tests: idle peers hold none).</summary>
-    internal bool HasCookieGenerator => Volatile.Read(ref _cookieGenerator) is not null;
-
-    /// <summary>The cookie generator, made on first use.</summary>
-    private CookieGenerator CookieGenerator
-    {
-        get
-        {
-            if (Volatile.Read(ref _cookieGenerator) is { } generator)
-                return generator;
-            var made = new CookieGenerator(PublicKey);
-            if (Interlocked.CompareExchange(ref _cookieGenerator, made, null) is { } raced)
-            {
-                made.Dispose();
-                return raced;
-            }
-            return made;
         }
     }
 

@@ -62,10 +62,7 @@ public sealed partial class Peer
             WriteKeypair(writer, Keypairs.Current);
             WriteKeypair(writer, Keypairs.Next);
         }
-        if (Volatile.Read(ref _cookieGenerator) is { } generator)
-            generator.WriteState(writer);
-        else
-            CookieGenerator.WriteInitialState(writer);
+        _cookieGenerator.WriteState(writer);
         WriteTimerState(writer);
         writer.Write(RxBytes);
         writer.Write(TxBytes);
