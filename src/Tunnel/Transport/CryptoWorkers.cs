@@ -132,6 +132,22 @@ internal sealed class CryptoWorkers : IDisposable
         }
     }
 
+    /// <summary>Runs jobs 0 to <paramref name="count"/> - 1 of <paramref name="jobs"/>: on the calling
+    /// thread alone when there is no <paramref name="round"/> (no workers, or one), else with the
+    /// workers; returns when all are done.</summary>
+    public static void Run(CryptoWorkers? workers, CryptoRound? round, ICryptoJobs jobs, int count)
+    {
+        if (workers is null || round is null)
+        {
+            for (int i = 0; i < count; i++)
+                jobs.RunJob(i);
+        }
+        else
+        {
+            workers.Run(round, count);
+        }
+    }
+
     /// <summary>Runs jobs 0 to <paramref name="count"/> - 1 of <paramref name="round"/> and returns when all are done.</summary>
     public void Run(CryptoRound round, int count)
     {

@@ -67,15 +67,7 @@ internal sealed class OpenStage : ICryptoJobs
     {
         if (_count == 0)
             return;
-        if (_workers is null)
-        {
-            for (int i = 0; i < _count; i++)
-                RunJob(i);
-        }
-        else
-        {
-            _workers.Run(_round!, _count);
-        }
+        CryptoWorkers.Run(_workers, _round, this, _count);
         for (int i = 0; i < _count; i++)
         {
             Span<byte> message = Message(i);

@@ -79,15 +79,7 @@ internal sealed class SealStage : ICryptoJobs
             _io?.FlushBatch(); // a handshake initiation the read started may be waiting there
             return;
         }
-        if (_workers is null)
-        {
-            for (int i = 0; i < _count; i++)
-                RunJob(i);
-        }
-        else
-        {
-            _workers.Run(_round!, _count);
-        }
+        CryptoWorkers.Run(_workers, _round, this, _count);
         for (int i = 0; i < _count; i++)
             _device.CommitTransport(_jobs[i], Message(i));
         _io?.FlushBatch(); // before this memory is written again: the batch may send from it
