@@ -40,8 +40,14 @@ public sealed partial class Peer
     // The TAI64N of the last initiation we sent: the next one is always later (see Tai64N.NextWhitened).
     private Tai64N _lastSentTimestamp;
 
+    // Written under _lock, always through WriteEndpointLocked; the send path reads them without
+    // the lock (TryGetEndpoint), so that no lock is taken per packet on either direction's
+    // steady-state path. _endpointSequence is the seqlock over the pair: odd while a write is in
+    // progress (the kernel guards its endpoint with a rwlock; an Endpoint is 56 bytes, too wide for
+    // one atomic store).
     private Endpoint _endpoint;
     private bool _hasEndpoint;
+    private int _endpointSequence;
 
     private long _rxBytes;
     private long _txBytes;
@@ -113,10 +119,7 @@ public sealed partial class Peer
         set
         {
             lock (_lock)
-            {
-                _hasEndpoint = value.HasValue;
-                _endpoint = value.GetValueOrDefault();
-            }
+                WriteEndpointLocked(value.GetValueOrDefault(), value.HasValue);
         }
     }
 
@@ -351,13 +354,34 @@ public sealed partial class Peer
         return true;
     }
 
-    private bool TryGetEndpoint(out Endpoint endpoint)
+    /// <summary>The endpoint, read without the lock: a read that overlapped a write is retried.</summary>
+    internal bool TryGetEndpoint(out Endpoint endpoint)
     {
-        lock (_lock)
+        var spin = new SpinWait();
+        while (true)
         {
+            int before = Volatile.Read(ref _endpointSequence);
             endpoint = _endpoint;
-            return _hasEndpoint;
+            bool has = _hasEndpoint;
+            // The copy must be complete before the sequence is read again (a load-load fence the
+            // acquire read above does not give on its own).
+            Interlocked.MemoryBarrier();
+            if ((before & 1) == 0 && Volatile.Read(ref _endpointSequence) == before)
+                return has;
+            spin.SpinOnce(sleep1Threshold: -1);
         }
+    }
+
+    /// <summary>Under <c>_lock</c>: the only writer of the endpoint (see TryGetEndpoint).</summary>
+    private void WriteEndpointLocked(in Endpoint endpoint, bool hasEndpoint)
+    {
+        int sequence = _endpointSequence;
+        Volatile.Write(ref _endpointSequence, sequence + 1);
+        // Readers must see the odd sequence before any byte of the new endpoint.
+        Interlocked.MemoryBarrier();
+        _endpoint = endpoint;
+        _hasEndpoint = hasEndpoint;
+        Volatile.Write(ref _endpointSequence, sequence + 2);
     }
 
     /// <summary>Roaming: the endpoint follows the last authenticated packet (whitepaper 2.1).</summary>
@@ -374,8 +398,7 @@ public sealed partial class Peer
             // follow it there (kernel: endpoint_eq compares src4/src6 as well).
             if (_hasEndpoint && _endpoint == from && _endpoint.SameSource(from))
                 return;
-            _endpoint = from;
-            _hasEndpoint = true;
+            WriteEndpointLocked(from, hasEndpoint: true);
         }
     }
 

@@ -247,8 +247,7 @@ public sealed partial class Peer
             _handshakeGeneration = c.HandshakeGeneration;
             _handshakeDeferred = c.HandshakeDeferred;
             _lastSentTimestamp = c.LastSentTimestamp;
-            _endpoint = c.Endpoint;
-            _hasEndpoint = c.HasEndpoint;
+            WriteEndpointLocked(c.Endpoint, c.HasEndpoint);
             Keypairs.Restore(RestoreKeypair(c.Previous), RestoreKeypair(c.Current), RestoreKeypair(c.Next));
             _lastSentHandshakeNanos = c.LastSentHandshakeNanos;
             _hasSentHandshake = c.HasSentHandshake;

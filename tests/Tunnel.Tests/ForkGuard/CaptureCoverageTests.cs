@@ -60,6 +60,7 @@ public sealed class CaptureCoverageTests
         [typeof(Peer)] =
         [
             "_device", "_lock",
+            "_endpointSequence", // the seqlock over _endpoint, which is captured
             "_removed", // a removed peer is not in the peer list, so never captured
             "NextInDevice", "PreviousInDevice", // the peer list's links: captured as the order of the captured peers
             // The timer queue's bookkeeping: derived from the captured deadlines, rebuilt on restore

@@ -37,6 +37,52 @@ public sealed class DeviceConcurrencyTests
         return (peerB, peerA);
     }
 
+    /// <summary>
+    /// Issue 13: the send path reads the endpoint without the peer lock. A reader racing a writer
+    /// that flips between two endpoints differing in every byte must always see one of them whole
+    /// (an Endpoint is 56 bytes: a plain unlocked copy tears).
+    /// </summary>
+    [Fact]
+    public void The_send_path_never_sees_a_torn_endpoint_while_it_roams()
+    {
+        using var device = NewDevice(new VirtualClock(), new QueueIo());
+        byte[] key = new byte[32];
+        Random.Shared.NextBytes(key);
+        Peer peer = device.AddPeer(key);
+        Endpoint one = new Endpoint([10, 0, 0, 1], 1111).WithSource([10, 0, 0, 2], 3);
+        Endpoint two = new Endpoint(
+            [0xfd, 0x99, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], 2222, scopeId: 7)
+            .WithSource([0xfd, 0x98, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15], 9);
+        peer.Endpoint = one;
+
+        using var stop = new CancellationTokenSource();
+        var writer = Task.Run(() =>
+        {
+            for (int i = 0; !stop.IsCancellationRequested; i++)
+                peer.Endpoint = (i & 1) == 0 ? two : one;
+        });
+        int torn = 0, seenOne = 0, seenTwo = 0;
+        var until = DateTime.UtcNow.AddMilliseconds(500);
+        while (DateTime.UtcNow < until || seenOne == 0 || seenTwo == 0)
+        {
+            for (int i = 0; i < 10_000; i++)
+            {
+                Assert.True(peer.TryGetEndpoint(out Endpoint read));
+                bool isOne = read == one && read.SameSource(one);
+                bool isTwo = read == two && read.SameSource(two);
+                if (isOne) seenOne++;
+                else if (isTwo) seenTwo++;
+                else torn++;
+            }
+            if (DateTime.UtcNow > until.AddSeconds(10))
+                break;
+        }
+        stop.Cancel();
+        writer.Wait();
+        Assert.Equal(0, torn);
+        Assert.True(seenOne > 0 && seenTwo > 0, $"the reader saw both endpoints ({seenOne}, {seenTwo})");
+    }
+
     [Fact]
     public async Task Concurrent_senders_receivers_and_ticks_deliver_every_packet_once()
     {
