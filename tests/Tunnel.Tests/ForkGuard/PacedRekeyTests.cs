@@ -188,4 +188,28 @@ public sealed class PacedRekeyTests
 
         Assert.Equal([0, 1, 3], hub.Initiations.Select(x => x.Responder).Order());
     }
+
+    [Fact]
+    public void The_pacer_lets_go_of_removed_peers_before_their_slot()
+    {
+        using var hub = new Hub();
+        for (int i = 0; i < Responders; i++)
+            hub.Send(i);
+        hub.Pump();
+        hub.Clock.Advance(TimeSpan.FromSeconds(1));
+        hub.Initiations.Clear();
+
+        hub.Fork();
+        Assert.Equal(Responders, hub.A.Rekey.Pending);
+        byte[] key = new byte[32];
+        for (int i = 0; i < Responders / 2; i++)
+        {
+            hub.Peers[i].CopyPublicKey(key);
+            Assert.True(hub.A.RemovePeer(key));
+        }
+        // Half the queue removed: the queue holds only the peers still in the device.
+        Assert.Equal(Responders / 2, hub.A.Rekey.Pending);
+        hub.Run(TimeSpan.FromMilliseconds(50), TimeSpan.FromMicroseconds(50));
+        Assert.Equal(Enumerable.Range(Responders / 2, Responders / 2), hub.Initiations.Select(x => x.Responder).Order());
+    }
 }
