@@ -26,12 +26,7 @@ public struct HmacBlake2s
     public static HmacBlake2s Init(ReadOnlySpan<byte> key)
     {
         Span<byte> block = stackalloc byte[Blake2s.BlockSize];
-        block.Clear();
-        if (key.Length > Blake2s.BlockSize)
-            Blake2s.Hash(key, block[..Blake2s.HashSize]);
-        else
-            key.CopyTo(block);
-
+        WriteKeyBlock(key, block);
         HmacBlake2s mac = default;
         Xor(block, 0x36);
         mac._inner = Blake2s.InitWithBlock(block);
@@ -74,11 +69,7 @@ public struct HmacBlake2s
     {
         Span<byte> block = stackalloc byte[Blake2s.BlockSize];
         Span<byte> innerHash = stackalloc byte[Blake2s.HashSize];
-        block.Clear();
-        if (key.Length > Blake2s.BlockSize)
-            Blake2s.Hash(key, block[..Blake2s.HashSize]);
-        else
-            key.CopyTo(block);
+        WriteKeyBlock(key, block);
         Xor(block, 0x36);
         Blake2s.Hash(block, innerHash);
         Xor(block, 0x36 ^ 0x5c);
@@ -87,8 +78,18 @@ public struct HmacBlake2s
         CryptographicOperations.ZeroMemory(innerHash);
     }
 
-    /// <summary>block ^= pad in every byte of the 64-byte block, 16 bytes at a time (a byte loop
-    /// was a fifth of the KDF's instructions).</summary>
+    /// <summary>RFC 2104's K': the key zero-padded to one block, or its hash if it is longer.</summary>
+    private static void WriteKeyBlock(ReadOnlySpan<byte> key, Span<byte> block)
+    {
+        block.Clear();
+        if (key.Length > Blake2s.BlockSize)
+            Blake2s.Hash(key, block[..Blake2s.HashSize]);
+        else
+            key.CopyTo(block);
+    }
+
+    /// <summary>block ^= pad in every byte of the 64-byte block, 16 bytes at a time (Init's own
+    /// instructions, mostly this XOR when it went a byte at a time, were a fifth of the KDF's).</summary>
     private static void Xor(Span<byte> block, byte pad)
     {
         var mask = Vector128.Create(pad);
