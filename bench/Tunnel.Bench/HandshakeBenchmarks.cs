@@ -88,27 +88,58 @@ public class HandshakeBenchmarks
     [Benchmark]
     public void FullHandshake()
     {
-        _seconds++;
-        var timestamp = new Tai64N(Tai64N.Base + _seconds, 0);
-        var now = TimeSpan.FromSeconds(_seconds);
+        NextSecond();
+        CreateInitiation();
+        ConsumeInitiation();
+        CreateResponse();
+        ConsumeResponse();
+        BeginSessions();
+    }
 
-        // Alice -> Bob: initiation
-        if (!NoiseProtocol.CreateInitiation(_aliceToBob, 0x11111111, timestamp, _random, _initiation)
-            || !_aliceCookies.AddMacs(_initiation, now))
+    // The steps of FullHandshake, one by one, for the handshake-steps harness (HandshakeSteps.cs).
+
+    /// <summary>A later TAI64N timestamp and monotonic time for the next handshake.</summary>
+    public void NextSecond() => _seconds++;
+
+    private Tai64N Timestamp => new(Tai64N.Base + _seconds, 0);
+
+    private TimeSpan Now => TimeSpan.FromSeconds(_seconds);
+
+    /// <summary>Alice -> Bob: the initiation and its macs.</summary>
+    public void CreateInitiation()
+    {
+        if (!NoiseProtocol.CreateInitiation(_aliceToBob, 0x11111111, Timestamp, _random, _initiation)
+            || !_aliceCookies.AddMacs(_initiation, Now))
             throw new InvalidOperationException("CreateInitiation failed.");
-        if (!_bobChecker.CheckMac1(_initiation)
-            || NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, _initiation, now) is null)
-            throw new InvalidOperationException("ConsumeInitiation failed.");
+    }
 
-        // Bob -> Alice: response
+    /// <summary>Bob checks mac1 and consumes the initiation.</summary>
+    public void ConsumeInitiation()
+    {
+        if (!_bobChecker.CheckMac1(_initiation)
+            || NoiseProtocol.ConsumeInitiation(_bob, _bobsPeers, _initiation, Now) is null)
+            throw new InvalidOperationException("ConsumeInitiation failed.");
+    }
+
+    /// <summary>Bob -> Alice: the response and its macs.</summary>
+    public void CreateResponse()
+    {
         if (!NoiseProtocol.CreateResponse(_bobToAlice, 0x22222222, _random, _response)
-            || !_bobCookies.AddMacs(_response, now))
+            || !_bobCookies.AddMacs(_response, Now))
             throw new InvalidOperationException("CreateResponse failed.");
+    }
+
+    /// <summary>Alice checks mac1 and consumes the response.</summary>
+    public void ConsumeResponse()
+    {
         if (!_aliceChecker.CheckMac1(_response)
             || !NoiseProtocol.ConsumeResponse(_aliceToBob, _response))
             throw new InvalidOperationException("ConsumeResponse failed.");
+    }
 
-        // Both sides: transport keys
+    /// <summary>Both sides: transport keys, then disposed.</summary>
+    public void BeginSessions()
+    {
         using var aliceKeys = NoiseProtocol.BeginSession(_aliceToBob) ?? throw new InvalidOperationException("Alice BeginSession failed.");
         using var bobKeys = NoiseProtocol.BeginSession(_bobToAlice) ?? throw new InvalidOperationException("Bob BeginSession failed.");
     }

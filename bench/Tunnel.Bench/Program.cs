@@ -13,6 +13,7 @@ using Tunnel.Bench;
 //      dotnet run -c Release --project bench/Tunnel.Bench -- timer-scale [idle|clear|rekey]... [--peers N,N,...]
 //      ip netns exec NS dotnet run ... -- route-install --routes N [--ip-batch]   (root; bench/scale.sh)
 //      dotnet run -c Release --project bench/Tunnel.Bench -- pipeline [--seconds S]
+//      dotnet run -c Release --project bench/Tunnel.Bench -- handshake-steps [--count N] [--loop]
 switch (args.FirstOrDefault())
 {
     case "race-window":
@@ -27,6 +28,8 @@ switch (args.FirstOrDefault())
         return RouteInstall.Run(args[1..]);
     case "pipeline":
         return PipelineScaling.Run(args[1..]);
+    case "handshake-steps":
+        return HandshakeSteps.Run(args[1..]);
 }
 
 bool jobGiven = args.Any(a => a is "--job" or "-j" || a.StartsWith("--job=", StringComparison.Ordinal));

@@ -76,8 +76,8 @@ internal static class TimerScale
                         Clear(n);
                     break;
                 case "rekey":
-                    Console.WriteLine("| Peers | Notification returns (ms) | Virtual time to all sessions (s) | Wall time of the rekey's work (s) | Per peer (µs) | X25519 bound, initiator side (s) | Both sides (s) |");
-                    Console.WriteLine("|------:|-----:|-----:|-----:|-----:|-----:|-----:|");
+                    Console.WriteLine("| Peers | Notification returns (ms) | Virtual time to all sessions (s) | Wall time of the rekey's work (s) | Per peer (µs) | X25519 bound, initiator side (s) | Both sides (s) | Hub's initiations | Hub's cookie replies |");
+                    Console.WriteLine("|------:|-----:|-----:|-----:|-----:|-----:|-----:|-----:|-----:|");
                     Console.WriteLine($"(pace: one initiation every {spacing / 1000} µs)");
                     foreach (int n in sizes)
                         Rekey(n, spacing);
@@ -203,6 +203,7 @@ internal static class TimerScale
         long forkNanos = clock.MonotonicNanos;
         int done = 0;
         long allAt = 0;
+        int initiations = 0, cookieReplies = 0;
         while (true)
         {
             a.Tick();
@@ -213,6 +214,8 @@ internal static class TimerScale
                 ioA.Sent.Clear(); // the hub answers as it receives (a keepalive after a response)
                 foreach ((byte[] bytes, Endpoint to) in batch)
                 {
+                    initiations += MessageHeader.ReadType(bytes) == MessageType.Initiation ? 1 : 0;
+                    cookieReplies += MessageHeader.ReadType(bytes) == MessageType.CookieReply ? 1 : 0;
                     int i = byEndpoint[to];
                     responders[i].ReceiveDatagram(bytes, endpointA);
                     (byte[] Bytes, Endpoint To)[] replies = [.. ios[i].Sent];
@@ -241,7 +244,7 @@ internal static class TimerScale
         long t2 = Stopwatch.GetTimestamp();
         double work = (t2 - t1) / (double)Stopwatch.Frequency;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {count:N0} | {(t1 - t0) * 1e3 / Stopwatch.Frequency:N1} | {(allAt - forkNanos) / 1e9:N3} | {work:N2} | {work * 1e6 / count:N0} | {count * 2 * 30e-6:N2} | {count * 8 * 30e-6:N2} |"));
+            $"| {count:N0} | {(t1 - t0) * 1e3 / Stopwatch.Frequency:N1} | {(allAt - forkNanos) / 1e9:N3} | {work:N2} | {work * 1e6 / count:N0} | {count * 2 * 30e-6:N2} | {count * 8 * 30e-6:N2} | {initiations:N0} | {cookieReplies:N0} |"));
         foreach (TunnelDevice b in responders)
             b.Dispose();
     }

@@ -56,6 +56,22 @@ public unsafe struct Blake2s
         return s;
     }
 
+    /// <summary>
+    /// Starts an unkeyed 32-byte hash whose first input is the 64-byte <paramref name="block"/>,
+    /// compressed at once rather than kept until more input proves it is not the last: a copy of
+    /// the returned state then starts past that work (HMAC's key pads, reused by the KDF for each
+    /// output). More input must follow before <see cref="Final"/>, which refuses otherwise.
+    /// </summary>
+    public static Blake2s InitWithBlock(ReadOnlySpan<byte> block)
+    {
+        if (block.Length != BlockSize)
+            throw new ArgumentException($"the first block is {BlockSize} bytes.", nameof(block));
+        Blake2s s = Init();
+        s._counter = BlockSize;
+        s.Compress(block, last: false);
+        return s;
+    }
+
     /// <summary>Absorbs more input.</summary>
     public void Update(ReadOnlySpan<byte> data)
     {
@@ -90,6 +106,10 @@ public unsafe struct Blake2s
     {
         if (output.Length != _outputLength)
             throw new ArgumentException($"output must be {_outputLength} bytes.", nameof(output));
+        // Only InitWithBlock leaves a compressed block and nothing buffered: that block was not
+        // marked last, so finishing here would give a wrong digest.
+        if (_bufferLength == 0 && _counter != 0)
+            throw new InvalidOperationException("a hash started with InitWithBlock needs more input before Final.");
         fixed (byte* buffer = _buffer)
         fixed (uint* h = _h)
         {
@@ -97,11 +117,19 @@ public unsafe struct Blake2s
             new Span<byte>(buffer + _bufferLength, BlockSize - _bufferLength).Clear();
             Compress(new ReadOnlySpan<byte>(buffer, BlockSize), last: true);
 
-            Span<byte> digest = stackalloc byte[HashSize];
-            for (int i = 0; i < 8; i++)
-                BinaryPrimitives.WriteUInt32LittleEndian(digest[(4 * i)..], h[i]);
-            digest[..output.Length].CopyTo(output);
-            CryptographicOperations.ZeroMemory(digest);
+            if (BitConverter.IsLittleEndian)
+            {
+                // h is the digest's byte order already: no copy of it to zero afterwards.
+                new ReadOnlySpan<byte>(h, HashSize)[..output.Length].CopyTo(output);
+            }
+            else
+            {
+                Span<byte> digest = stackalloc byte[HashSize];
+                for (int i = 0; i < 8; i++)
+                    BinaryPrimitives.WriteUInt32LittleEndian(digest[(4 * i)..], h[i]);
+                digest[..output.Length].CopyTo(output);
+                CryptographicOperations.ZeroMemory(digest);
+            }
         }
         this = default;
     }

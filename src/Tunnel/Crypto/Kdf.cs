@@ -26,30 +26,33 @@ public static class Kdf
         Span<byte> previous = stackalloc byte[OutputSize];
         // key and input may alias the outputs, so nothing is written out before prk is computed.
         HmacBlake2s.Compute(key, input, prk);
+        // Every output is an HMAC under prk: its pads are compressed once, each output starts
+        // from a copy (two BLAKE2s compressions fewer per output after the first).
+        HmacBlake2s underPrk = HmacBlake2s.Init(prk);
 
-        ReadOnlySpan<byte> counter1 = [1];
-        HmacBlake2s.Compute(prk, counter1, previous);
+        Expand(underPrk, previous, 1, first: true);
         previous.CopyTo(t1);
-
         if (!t2.IsEmpty || !t3.IsEmpty)
         {
-            Expand(prk, previous, 2);
+            Expand(underPrk, previous, 2, first: false);
             if (!t2.IsEmpty) previous.CopyTo(t2);
         }
         if (!t3.IsEmpty)
         {
-            Expand(prk, previous, 3);
+            Expand(underPrk, previous, 3, first: false);
             previous.CopyTo(t3);
         }
+        underPrk.Clear();
         CryptographicOperations.ZeroMemory(prk);
         CryptographicOperations.ZeroMemory(previous);
     }
 
-    // previous := HMAC(prk, previous || counter)
-    private static void Expand(ReadOnlySpan<byte> prk, Span<byte> previous, byte counter)
+    // previous := HMAC(prk, counter) for the first output, HMAC(prk, previous || counter) after.
+    private static void Expand(in HmacBlake2s underPrk, Span<byte> previous, byte counter, bool first)
     {
-        var mac = HmacBlake2s.Init(prk);
-        mac.Update(previous);
+        HmacBlake2s mac = underPrk; // a copy: Final zeroes it, the original stays for the next output
+        if (!first)
+            mac.Update(previous);
         mac.Update([counter]);
         mac.Final(previous);
     }

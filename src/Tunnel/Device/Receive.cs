@@ -18,7 +18,7 @@ public sealed partial class TunnelDevice
     {
         if (IsHandshakeMessage(datagram))
         {
-            switch (AdmitHandshake(datagram, from, backlogged: false))
+            switch (Admit(datagram, from, queued: false, backlogged: false))
             {
                 case HandshakeAdmission.Consume:
                     ReceiveHandshake(datagram, from);
@@ -55,12 +55,21 @@ public sealed partial class TunnelDevice
     /// keyed BLAKE2s, no allocation, nothing sent.
     /// </summary>
     /// <param name="backlogged">The host's handshake queue holds at least 1/8 of its capacity: the
-    /// device is under load now and for the next second (wireguard-go IsUnderLoad), whatever the rate.</param>
-    public HandshakeAdmission AdmitHandshake(ReadOnlySpan<byte> message, in Endpoint from, bool backlogged)
+    /// device is under load now and for the next second (wireguard-go IsUnderLoad). This is the
+    /// whole load test of a host with a queue: a rate of messages its worker keeps up with (a hub
+    /// consuming the responses of its own rekey, thousands a second) is not load.</param>
+    public HandshakeAdmission AdmitHandshake(ReadOnlySpan<byte> message, in Endpoint from, bool backlogged) =>
+        Admit(message, from, queued: true, backlogged);
+
+    /// <param name="queued">A host queue stands between this and the expensive half: its depth
+    /// (<paramref name="backlogged"/>) decides the load. Without one, the rate of costly
+    /// messages stands in for it (<see cref="CountCostlyHandshake"/>).</param>
+    private HandshakeAdmission Admit(ReadOnlySpan<byte> message, in Endpoint from, bool queued, bool backlogged)
     {
         if (!IsHandshakeMessage(message))
             return HandshakeAdmission.Drop;
-        if (MessageHeader.ReadType(message) == MessageType.CookieReply)
+        MessageType type = MessageHeader.ReadType(message);
+        if (type == MessageType.CookieReply)
             return HandshakeAdmission.Consume;
         CookieChecker? checker = Volatile.Read(ref _cookieChecker);
         if (checker is null)
@@ -70,7 +79,8 @@ public sealed partial class TunnelDevice
         if (!checker.CheckMac1(message))
             return HandshakeAdmission.Drop;
         long now = Clock.MonotonicNanos;
-        if (!CountHandshakeAndCheckLoad(now, backlogged))
+        bool overloaded = queued ? backlogged : type == MessageType.Initiation && CountCostlyHandshake(now);
+        if (!CheckLoad(now, overloaded))
             return HandshakeAdmission.Consume;
         // Under load every message is charged to its source, also one that only earns a cookie
         // reply (the kernel and wireguard-go answer those without limit): a flooding host then
@@ -140,8 +150,12 @@ public sealed partial class TunnelDevice
     private void ReceiveResponse(ReadOnlySpan<byte> message, in Endpoint from)
     {
         long now = Clock.MonotonicNanos;
-        if (Indexes.Lookup(MessageResponse.ReceiverIndex(message)) is Peer peer)
-            peer.ConsumeResponse(message, from, now);
+        // A response that names a pending handshake of ours and fails has cost ee and se: it
+        // counts towards the load as an initiation does (see CountCostlyHandshake).
+        if (Indexes.Lookup(MessageResponse.ReceiverIndex(message)) is Peer peer
+            && !peer.ConsumeResponse(message, from, now)
+            && CountCostlyHandshake(now))
+            CheckLoad(now, overloaded: true);
     }
 
     private void ReceiveCookieReply(ReadOnlySpan<byte> message)
@@ -260,15 +274,16 @@ public sealed partial class Peer
         SendHandshakeResponse();
     }
 
-    internal void ConsumeResponse(ReadOnlySpan<byte> message, in Endpoint from, long now)
+    /// <summary>False when the response did not complete our handshake.</summary>
+    internal bool ConsumeResponse(ReadOnlySpan<byte> message, in Endpoint from, long now)
     {
         Handshake? handshake = Handshake;
         if (handshake is null || !NoiseProtocol.ConsumeResponse(handshake, message))
-            return;
+            return false;
         lock (_lock)
         {
             if (_removed || !DeriveKeypairLocked(now))
-                return;
+                return false;
         }
         UpdateEndpoint(from);
         AddRx(message.Length);
@@ -280,6 +295,7 @@ public sealed partial class Peer
             _device.Logger.LogDebug("{Peer}: handshake complete (initiator)", this);
         // The staged packets, or a keepalive, confirm the new session to the responder.
         SendKeepaliveOrStaged();
+        return true;
     }
 
     internal void ConsumeCookieReply(ReadOnlySpan<byte> message, long now) =>

@@ -11,10 +11,10 @@ namespace Tunnel.Device;
 /// </summary>
 /// <remarks>
 /// <para>Why paced: rekeying 100,000 peers at once is ~7 s of one core on the notifier's thread,
-/// and a burst the responders (or one hub answering a fleet of clones) must absorb, and that puts
-/// this device under load by its own responses. One slot of 2.6 ms is 384 initiations a second
-/// (see <see cref="DefaultSpacingNanos"/>): 1,000 peers are rekeyed in 2.6 s, 100,000 in 260 s,
-/// one at once.</para>
+/// and a burst the responders (or one hub answering a fleet of clones) must absorb, with one
+/// core busy while the data path waits. One slot of 250 µs is 4,000
+/// initiations a second (see <see cref="DefaultSpacingNanos"/>): 1,000 peers are rekeyed in
+/// 0.25 s, 100,000 in 25 s.</para>
 /// <para>No peer waits behind the list when it matters: a packet to a peer still in the queue
 /// starts its handshake at once (SendData), and the pacer skips a peer that has a session or a
 /// handshake in progress when its slot comes. Two initiations to one peer never leave within
@@ -29,14 +29,16 @@ namespace Tunnel.Device;
 internal sealed class RekeyPacer(TunnelDevice device)
 {
     /// <summary>
-    /// One initiation per slot: 384 a second, three quarters of the handshake messages per second
-    /// above which this device goes under load. Every initiation brings a response, and a faster
-    /// pace puts the hub itself in cookie mode: each response past that rate then costs a cookie
-    /// reply and a REKEY_TIMEOUT (measured in docs/BENCHMARKS.md, issue 12: 5,000 a second rekeyed
-    /// 1,000 peers in 5.5 s, this pace in 2.6 s). Peers with traffic go first and a packet never
-    /// waits for its slot, so the long tail is idle peers.
+    /// One initiation per slot: 4,000 a second (100,000 peers in 25 s). Each costs this device
+    /// two or three X25519 multiplications to send and two to consume its response, ~130 µs in
+    /// all (docs/BENCHMARKS.md, issue 12), so this pace is about half of one core, and leaves the
+    /// other half and the other cores to the data path. It no longer has to stay under a rate of
+    /// handshake messages: the responses of our own rekey do not put this device under load (a
+    /// host with a queue decides by its depth, the worker keeps up with 4,000 a second; without a
+    /// queue a response that completes our handshake is not counted, see
+    /// TunnelDevice.CountCostlyHandshake). The old pace, 384 a second, was set by that rate.
     /// </summary>
-    internal const long DefaultSpacingNanos = Constants.NanosPerSecond / (TunnelDevice.UnderLoadHandshakesPerSecond * 3 / 4);
+    internal const long DefaultSpacingNanos = Constants.NanosPerSecond / 4_000;
 
     /// <summary>The slot length (benchmarks compare paces; the device uses the default).</summary>
     internal long SpacingNanos { get; set; } = DefaultSpacingNanos;
@@ -53,6 +55,7 @@ internal sealed class RekeyPacer(TunnelDevice device)
     private bool _sorted = true;
     private long _slotStart;
     private long _due = Peer.Never;
+    private int _removedSinceCompact;
     private Peer[] _batch = new Peer[16];
 
     /// <summary>Peers still waiting for their slot.</summary>
@@ -139,6 +142,38 @@ internal sealed class RekeyPacer(TunnelDevice device)
                     peer.InitiateHandshake();
             }
             batch.Clear();
+        }
+    }
+
+    /// <summary>
+    /// A peer left the device (config lock held): the queue lets go of removed peers once as
+    /// many removals as half the waiting peers have come, so a removed peer's memory is not held
+    /// until its slot, and removing every peer of a long queue is still O(1) a removal, amortized
+    /// (one pass over the queue per half of it removed; no index per peer to keep up to date).
+    /// </summary>
+    internal void Removed()
+    {
+        lock (_lock)
+        {
+            int waiting = _count - _next;
+            if (waiting == 0 || ++_removedSinceCompact * 2 < waiting)
+                return;
+            _removedSinceCompact = 0;
+            int kept = _next;
+            for (int i = _next; i < _count; i++)
+            {
+                Peer peer = _queue[i];
+                if (!peer.IsRemoved)
+                    _queue[kept++] = peer; // order kept: a sorted queue stays sorted
+            }
+            Array.Clear(_queue, kept, _count - kept);
+            _count = kept;
+            if (_next == _count)
+            {
+                _queue = [];
+                _next = _count = 0;
+                _due = Peer.Never;
+            }
         }
     }
 

@@ -19,8 +19,11 @@ namespace Tunnel.Device;
 public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
 {
     /// <summary>
-    /// Handshake messages per second above which the device counts as under load for the next
-    /// second (wireguard-go: 1/8 of its handshake queue, held for UnderLoadAfterTime = 1 s).
+    /// For a host without a handshake queue (<see cref="ReceiveDatagram"/>: ForkSim, the engine's
+    /// tests, in-process benchmarks), where no queue depth can say the device is busy: initiations
+    /// (and responses that cost a Diffie-Hellman and failed) per second above which it counts as
+    /// under load for the next second. A host with a queue decides by its depth instead
+    /// (<see cref="AdmitHandshake"/>'s backlogged, wireguard-go and the kernel: 1/8 of the queue).
     /// </summary>
     public const int UnderLoadHandshakesPerSecond = Constants.MaxQueuedIncomingHandshakes / 8;
 
@@ -204,6 +207,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
         _peerList.Remove(peer);
         AllowedIps.RemoveByPeer(peer);
         peer.Remove();
+        Rekey.Removed();
     }
 
     public void RemoveAllPeers()
@@ -275,11 +279,36 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
     }
 
     /// <summary>
-    /// Counts one handshake message; true while under load: forced, flooded in the last second, or
-    /// the host's queue <paramref name="backlogged"/> (wireguard-go: len(queue) >= QueueHandshakeSize/8)
-    /// now or in the last second.
+    /// True while under load: forced, or <paramref name="overloaded"/> now or in the last second
+    /// (wireguard-go's underLoadUntil, the kernel's last_under_load). What counts as overloaded is
+    /// the caller's: the host queue's depth, or <see cref="CountCostlyHandshake"/> without a queue.
     /// </summary>
-    private bool CountHandshakeAndCheckLoad(long now, bool backlogged)
+    private bool CheckLoad(long now, bool overloaded)
+    {
+        lock (_loadLock)
+        {
+            if (overloaded)
+                _underLoadUntil = now + Constants.NanosPerSecond;
+            return _forceUnderLoad || now < _underLoadUntil;
+        }
+    }
+
+    /// <summary>
+    /// Counts one message that can make this device spend Diffie-Hellman work it did not ask for;
+    /// true above <see cref="UnderLoadHandshakesPerSecond"/> in the current one-second window.
+    /// </summary>
+    /// <remarks>
+    /// An initiation counts: anyone with our public key can make one. A response does not count
+    /// at admission: it costs a Diffie-Hellman only when its receiver index names a handshake of
+    /// ours still waiting for its response, and a genuine one completes that handshake (at most
+    /// one per initiation we sent, so our own pace bounds them; a replay then finds a keypair or
+    /// nothing, a lookup). What an attacker can do with a response is forge one for an index it
+    /// saw in our initiation or guessed (2^-32 per pending handshake): it passes mac1 (our public
+    /// key) and costs ee and se before it fails, as often as it is sent while that handshake
+    /// waits. Those are counted when they fail (<see cref="ReceiveResponse"/>), so a stream of
+    /// them still turns cookie mode on.
+    /// </remarks>
+    private bool CountCostlyHandshake(long now)
     {
         lock (_loadLock)
         {
@@ -288,9 +317,7 @@ public sealed partial class TunnelDevice : IHandshakeLookup, IDisposable
                 _loadWindowStart = now;
                 _loadWindowCount = 0;
             }
-            if (++_loadWindowCount > UnderLoadHandshakesPerSecond || backlogged)
-                _underLoadUntil = now + Constants.NanosPerSecond;
-            return _forceUnderLoad || now < _underLoadUntil;
+            return ++_loadWindowCount > UnderLoadHandshakesPerSecond;
         }
     }
 

@@ -91,6 +91,48 @@ public class Blake2sTests
     }
 
     [Fact]
+    public void HmacBlake2s_a_copy_of_one_Init_computes_each_mac_under_that_key()
+    {
+        // The KDF computes every output from a copy of one Init (the pads compressed once).
+        foreach (var c in VectorFile.Load("blake2s.json").GetProperty("hmac").EnumerateArray())
+        {
+            byte[] input = c.Hex("input");
+            if (input.Length == 0)
+                continue; // Init is for non-empty messages; Compute takes the empty one
+            HmacBlake2s underKey = HmacBlake2s.Init(c.Hex("key"));
+            for (int round = 0; round < 2; round++)
+            {
+                HmacBlake2s mac = underKey;
+                mac.Update(input);
+                var tag = new byte[32];
+                mac.Final(tag);
+                Assert.Equal(c.GetProperty("mac").GetString(), Convert.ToHexStringLower(tag));
+            }
+            underKey.Clear();
+        }
+    }
+
+    [Fact]
+    public void A_hash_started_with_a_compressed_block_refuses_to_end_without_more_input()
+    {
+        byte[] block = Enumerable.Range(0, Blake2s.BlockSize).Select(i => (byte)i).ToArray();
+        var s = Blake2s.InitWithBlock(block);
+        var digest = new byte[32];
+        Assert.Throws<InvalidOperationException>(() => s.Final(digest));
+        var t = Blake2s.InitWithBlock(block);
+        t.Update([1, 2, 3]);
+        t.Final(digest);
+        var expected = new byte[32];
+        Blake2s.Hash(block, [1, 2, 3], expected);
+        Assert.Equal(expected, digest);
+        Assert.Throws<InvalidOperationException>(() =>
+        {
+            var mac = HmacBlake2s.Init(block);
+            mac.Final(digest);
+        });
+    }
+
+    [Fact]
     public void InvalidArguments_AreRefused()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => Blake2s.Init(33));

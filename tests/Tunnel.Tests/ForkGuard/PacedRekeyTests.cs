@@ -65,6 +65,25 @@ public sealed class PacedRekeyTests
 
         public void Send(int i) => A.SendPacket(DevicePair.Packet(AddressA, Address(i), 1, 80));
 
+        /// <summary>Sessions with the first <paramref name="count"/> responders, a quiet second
+        /// later, and no initiation noted yet.</summary>
+        public void StartSessions(int count)
+        {
+            for (int i = 0; i < count; i++)
+                Send(i);
+            Pump();
+            Clock.Advance(TimeSpan.FromSeconds(1));
+            Initiations.Clear();
+        }
+
+        /// <summary>Removes responder <paramref name="i"/>'s peer from the hub.</summary>
+        public void Remove(int i)
+        {
+            byte[] key = new byte[32];
+            Peers[i].CopyPublicKey(key);
+            Assert.True(A.RemovePeer(key));
+        }
+
         public void Fork()
         {
             Kernel.AddVmForkRandomness(GuardedPair.VmId(++_vmId));
@@ -174,18 +193,28 @@ public sealed class PacedRekeyTests
     public void Peers_without_a_session_are_not_rekeyed_and_a_removed_peer_is_skipped()
     {
         using var hub = new Hub();
-        for (int i = 0; i < 4; i++)
-            hub.Send(i);
-        hub.Pump();
-        hub.Clock.Advance(TimeSpan.FromSeconds(1));
-        hub.Initiations.Clear();
+        hub.StartSessions(4);
 
         hub.Fork();
-        byte[] key = new byte[32];
-        hub.Peers[2].CopyPublicKey(key);
-        Assert.True(hub.A.RemovePeer(key));
+        hub.Remove(2);
         hub.Run(TimeSpan.FromMilliseconds(50), TimeSpan.FromMicroseconds(50));
 
         Assert.Equal([0, 1, 3], hub.Initiations.Select(x => x.Responder).Order());
+    }
+
+    [Fact]
+    public void The_pacer_lets_go_of_removed_peers_before_their_slot()
+    {
+        using var hub = new Hub();
+        hub.StartSessions(Responders);
+
+        hub.Fork();
+        Assert.Equal(Responders, hub.A.Rekey.Pending);
+        for (int i = 0; i < Responders / 2; i++)
+            hub.Remove(i);
+        // Half the queue removed: the queue holds only the peers still in the device.
+        Assert.Equal(Responders / 2, hub.A.Rekey.Pending);
+        hub.Run(TimeSpan.FromMilliseconds(50), TimeSpan.FromMicroseconds(50));
+        Assert.Equal(Enumerable.Range(Responders / 2, Responders / 2), hub.Initiations.Select(x => x.Responder).Order());
     }
 }
