@@ -97,14 +97,7 @@ public sealed partial class Peer
         }
     }
 
-    private void SetPresharedKeyLocked(ReadOnlySpan<byte> psk)
-    {
-        if (psk.Length != SymmetricKey.Size)
-            throw new ArgumentException($"A preshared key is {SymmetricKey.Size} bytes, not {psk.Length}.", nameof(psk));
-        if (_presharedKey is null && psk.IndexOfAnyExcept((byte)0) < 0)
-            return; // none, and none before: nothing to hold
-        (_presharedKey ??= new SymmetricKey()).Set(psk);
-    }
+    private void SetPresharedKeyLocked(ReadOnlySpan<byte> psk) => SymmetricKey.SetOrNone(ref _presharedKey, psk);
 
     /// <summary>Where datagrams for this peer go; follows the last authenticated packet (roaming).</summary>
     public Endpoint? Endpoint

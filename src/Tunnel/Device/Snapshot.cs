@@ -158,7 +158,7 @@ public sealed partial class Peer
                         RemoteIndex = handshake.RemoteIndexUnlocked,
                         LastTimestamp = handshake.LastTimestampUnlocked,
                         LastInitiationConsumed = handshake.LastInitiationConsumedUnlocked,
-                        NoiseState = state.Secret(handshake.NoiseState),
+                        NoiseState = state.Secret(handshake.NoiseStateOrZeros),
                     };
                 }
             }
@@ -240,7 +240,8 @@ public sealed partial class Peer
                     handshake.RemoteIndexUnlocked = h.RemoteIndex;
                     handshake.LastTimestampUnlocked = h.LastTimestamp;
                     handshake.LastInitiationConsumedUnlocked = h.LastInitiationConsumed;
-                    h.NoiseState.CopyTo(handshake.NoiseState);
+                    if (h.NoiseState.AsSpan().IndexOfAnyExcept((byte)0) >= 0)
+                        h.NoiseState.CopyTo(handshake.NoiseState); // zeros: this fresh peer's own (none made) are as good
                 }
             }
             _handshakeIndex = c.HandshakeIndex;

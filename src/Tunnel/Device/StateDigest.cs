@@ -55,7 +55,7 @@ public sealed partial class Peer
                     writer.Write(handshake.LastTimestampUnlocked.Seconds);
                     writer.Write(handshake.LastTimestampUnlocked.Nanoseconds);
                     writer.Write(handshake.LastInitiationConsumedUnlocked?.Ticks ?? -1);
-                    writer.Write(SHA256.HashData(handshake.NoiseState));
+                    writer.Write(SHA256.HashData(handshake.NoiseStateOrZeros));
                 }
             }
             WriteKeypair(writer, Keypairs.Previous);
