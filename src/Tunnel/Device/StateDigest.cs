@@ -62,7 +62,10 @@ public sealed partial class Peer
             WriteKeypair(writer, Keypairs.Current);
             WriteKeypair(writer, Keypairs.Next);
         }
-        _cookieGenerator.WriteState(writer);
+        if (Volatile.Read(ref _cookieGenerator) is { } generator)
+            generator.WriteState(writer);
+        else
+            CookieGenerator.WriteInitialState(writer);
         WriteTimerState(writer);
         writer.Write(RxBytes);
         writer.Write(TxBytes);

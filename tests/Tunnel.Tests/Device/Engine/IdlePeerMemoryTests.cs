@@ -19,6 +19,7 @@ public sealed class IdlePeerMemoryTests
             Assert.False(handshake.HasNoiseState);
             Assert.False(handshake.HasStaticStatic);
             Assert.False(handshake.HasPresharedKey);
+            Assert.Null(peer.CookieGeneratorIfMade);
         }
         pair.PeerB.SetPresharedKey(new byte[32]); // all zeros: none, so nothing is made
         Assert.False(pair.PeerB.Handshake!.HasPresharedKey);
@@ -35,7 +36,31 @@ public sealed class IdlePeerMemoryTests
             Assert.True(handshake.HasNoiseState);
             Assert.True(handshake.HasStaticStatic);
             Assert.False(handshake.HasPresharedKey); // none was set
+            Assert.NotNull(peer.CookieGeneratorIfMade); // initiation and response both carry mac1
         }
+    }
+
+    [Fact]
+    public void A_cookie_reply_lands_in_the_generator_the_initiation_made_and_removal_zeroes_it()
+    {
+        using var pair = new DevicePair();
+        pair.B.UnderLoad = true; // B answers an initiation without mac2 with a cookie reply
+        pair.A.SendPacket(DevicePair.Packet(DevicePair.AddressA, DevicePair.AddressB, 0, 64));
+        pair.Pump();
+        CookieGenerator generator = pair.PeerB.CookieGeneratorIfMade!;
+        Assert.NotNull(generator);
+        Assert.True(generator.HasCookie(TimeSpan.FromTicks(pair.Clock.MonotonicNanos / TimeSpan.NanosecondsPerTick)));
+        Assert.False(CookieZero(generator));
+
+        Assert.True(pair.A.RemovePeer(pair.PublicB));
+        Assert.True(CookieZero(generator));
+    }
+
+    private static bool CookieZero(CookieGenerator generator)
+    {
+        byte[] cookie = new byte[CookieConstants.CookieSize];
+        generator.Capture(cookie, new byte[CookieConstants.MacSize], out _);
+        return cookie.AsSpan().IndexOfAnyExcept((byte)0) < 0;
     }
 
     [Fact]

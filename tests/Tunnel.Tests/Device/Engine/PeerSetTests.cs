@@ -133,6 +133,20 @@ public sealed class PeerSetTests : IDisposable
         Assert.False(peer.HasStagedRing);
     }
 
+    [Fact]
+    public void An_idle_peer_makes_no_cookie_generator_until_it_sends_a_handshake_message()
+    {
+        Peer peer = _device.FindPeer(_keys[8])!;
+        Assert.Null(peer.CookieGeneratorIfMade);
+        peer.Endpoint = Endpoint.FromIPEndPoint(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 51820));
+        byte[] packet = new byte[40];
+        packet[0] = 0x45;
+        Address(8).CopyTo(packet.AsSpan(16));
+        _device.SendPacket(packet); // no session: an initiation goes out, with mac1
+        Assert.NotNull(peer.CookieGeneratorIfMade);
+        Assert.Null(_device.FindPeer(_keys[7])!.CookieGeneratorIfMade);
+    }
+
     private static byte[][] Keys(int n)
     {
         var random = new Random(12);
