@@ -47,9 +47,21 @@ public sealed class UapiScaleTests : IAsyncLifetime
         AssertPeers(0);
 
         // The server still serves the connection's next client, and a get lists every peer.
+        byte[] psk = Enumerable.Range(1, 32).Select(b => (byte)b).ToArray();
+        _device.FindPeer(Convert.FromHexString(Key(Count / 2)))!.SetPresharedKey(psk);
         string get = await SendAsync("get=1\n\n");
         Assert.EndsWith("errno=0\n\n", get);
         Assert.Equal(Count, get.Split('\n').Count(line => line.StartsWith("public_key=", StringComparison.Ordinal)));
+        Assert.Contains($"public_key={Key(Count / 2)}\npreshared_key={Convert.ToHexStringLower(psk)}\n", get);
+        Assert.Equal(Count - 1, get.Split('\n').Count(line => line == "preshared_key=" + new string('0', 64)));
+
+        // Sent in pieces as it is formatted (some 15 MB here), the reply is byte for byte the
+        // device's state formatted whole.
+        using UapiDeviceState state = new DeviceUapi(_device).GetState();
+        using var whole = new UapiReplyBuffer();
+        UapiGetWriter.Write(state, whole);
+        Assert.True(whole.Length > 1 << 20);
+        Assert.Equal(whole + "errno=0\n\n", get);
     }
 
     private void AssertPeers(int firstPeer)
