@@ -36,78 +36,38 @@ public sealed class DeviceUapi : IUapiDevice
     {
         lock (_lock)
         {
-            var state = DeviceStateLocked();
-            foreach (var peer in _device.Peers)
-                state.Peers.Add(PeerState(peer));
-            return state;
-        }
-    }
-
-    /// <summary>
-    /// The get reply peer by peer from the live device, under the lock a set takes, so it is one
-    /// consistent state like <see cref="GetState"/>'s without a copy of every peer (some 300
-    /// bytes each: 30 MB at 100,000 peers). A client that reads slowly holds sets back meanwhile,
-    /// as wireguard-go's ipcMutex does; the server bounds how long.
-    /// </summary>
-    public void WriteState(UapiReplyBuffer output, int pieceBytes, Action<UapiReplyBuffer> flush)
-    {
-        lock (_lock)
-        {
-            using (var state = DeviceStateLocked())
-                UapiGetWriter.WriteDevice(state, output);
+            var state = new UapiDeviceState
+            {
+                ListenPort = _device.ListenPort,
+                FwMark = _device.Fwmark,
+            };
+            if (_device.HasPrivateKey)
+            {
+                state.PrivateKey = new byte[HexKey.KeyLength];
+                _device.CopyPrivateKey(state.PrivateKey);
+            }
+            _extraKeys?.AddExtraKeys(state.ExtraKeys);
             foreach (var peer in _device.Peers)
             {
-                var entry = PeerState(peer);
-                try
+                var publicKey = new byte[HexKey.KeyLength];
+                peer.CopyPublicKey(publicKey);
+                var entry = new UapiPeerState
                 {
-                    UapiGetWriter.WritePeer(entry, output);
-                }
-                finally
-                {
-                    if (entry.PresharedKey is { } psk)
-                        CryptographicOperations.ZeroMemory(psk);
-                }
-                if (output.Length >= pieceBytes)
-                    flush(output);
+                    PublicKey = publicKey,
+                    PresharedKey = CopyPresharedKey(peer),
+                    Endpoint = peer.Endpoint?.ToIPEndPoint(),
+                    LastHandshakeUnixNanos = peer.LastHandshakeTime is { } when
+                        ? (when - DateTimeOffset.UnixEpoch).Ticks * 100
+                        : 0,
+                    TxBytes = peer.TxBytes,
+                    RxBytes = peer.RxBytes,
+                    PersistentKeepaliveInterval = peer.PersistentKeepaliveInterval,
+                };
+                entry.AllowedIps.AddRange(_device.AllowedIps.EntriesForPeer(peer));
+                state.Peers.Add(entry);
             }
+            return state;
         }
-    }
-
-    /// <summary>The device's part of a get (no peers yet), under <see cref="_lock"/>.</summary>
-    private UapiDeviceState DeviceStateLocked()
-    {
-        var state = new UapiDeviceState
-        {
-            ListenPort = _device.ListenPort,
-            FwMark = _device.Fwmark,
-        };
-        if (_device.HasPrivateKey)
-        {
-            state.PrivateKey = new byte[HexKey.KeyLength];
-            _device.CopyPrivateKey(state.PrivateKey);
-        }
-        _extraKeys?.AddExtraKeys(state.ExtraKeys);
-        return state;
-    }
-
-    private UapiPeerState PeerState(Peer peer)
-    {
-        var publicKey = new byte[HexKey.KeyLength];
-        peer.CopyPublicKey(publicKey);
-        var entry = new UapiPeerState
-        {
-            PublicKey = publicKey,
-            PresharedKey = CopyPresharedKey(peer),
-            Endpoint = peer.Endpoint?.ToIPEndPoint(),
-            LastHandshakeUnixNanos = peer.LastHandshakeTime is { } when
-                ? (when - DateTimeOffset.UnixEpoch).Ticks * 100
-                : 0,
-            TxBytes = peer.TxBytes,
-            RxBytes = peer.RxBytes,
-            PersistentKeepaliveInterval = peer.PersistentKeepaliveInterval,
-        };
-        entry.AllowedIps.AddRange(_device.AllowedIps.EntriesForPeer(peer));
-        return entry;
     }
 
     /// <summary>A copy of the peer's preshared key, or null (written as zeros) when it has none:
