@@ -9,6 +9,7 @@ Run through bench/scale.sh (root). Per peer count, in a fresh network namespace 
   rss       VmRSS after READY=1 and the idle window
   idle cpu  utime+stime of the daemon over --idle seconds (/proc/PID/stat), % of one core
   show dump `wg show IF dump` (real wg over the UAPI socket), and that it lists every peer
+  rss after dump  VmRSS right after that dump (what the get's snapshot and reply left behind)
   setconf   `wg setconf IF FILE` with the same N peers (the file less wg-quick's keys)
   stop      SIGTERM to exit, and that no route of the peers is left in the namespace
 Clearing every session and re-handshaking after a fork need live sessions with N responders:
@@ -149,6 +150,7 @@ def one(binary, peers, args, workdir):
         took, failure, out = timed(["ip", "netns", "exec", ns, "wg", "show", name, "dump"], args.timeout)
         listed = max(0, len(out.splitlines()) - 1)
         row["show dump"] = failure or (f"{took * 1000:.0f} ms" + ("" if listed == peers else f" (listed {listed:,})"))
+        row["rss after dump"] = f"{rss_mib(pid):.1f} MiB"
         took, failure, _ = timed(["ip", "netns", "exec", ns, "wg", "setconf", name, setconf], args.timeout)
         row["setconf"] = failure or f"{took * 1000:.0f} ms"
         stop = time.monotonic()
@@ -200,7 +202,8 @@ def main():
     p.add_argument("--compare-routes", action="store_true", help="also time rtnetlink against ip -batch")
     args = p.parse_args()
     counts = [int(x) for x in args.peers.split(",")]
-    columns = ["peers", "ready", "routes", "route install", "rss", "idle cpu", "show dump", "setconf", "stop"]
+    columns = ["peers", "ready", "routes", "route install", "rss", "idle cpu", "show dump", "rss after dump",
+               "setconf", "stop"]
     with open("/proc/loadavg") as f:
         print(f"load average before: {' '.join(f.read().split()[:3])}", flush=True)
     print("| " + " | ".join(columns) + " |")

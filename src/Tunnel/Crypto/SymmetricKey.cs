@@ -24,6 +24,21 @@ public sealed class SymmetricKey : IDisposable
         bytes.CopyTo(_secret.Span);
     }
 
+    /// <summary>
+    /// Sets <paramref name="key"/> to <paramref name="bytes"/>, leaving it null while it is and
+    /// stays all zeros (no preshared key): most peers of a big hub have none, and each key is
+    /// 104 bytes of heap. A key once made is kept (and zeroed) rather than dropped, so no copy of
+    /// the secret is left to the GC.
+    /// </summary>
+    public static void SetOrNone(ref SymmetricKey? key, ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length != Size)
+            throw new ArgumentException($"A symmetric key is {Size} bytes, not {bytes.Length}.", nameof(bytes));
+        if (key is null && bytes.IndexOfAnyExcept((byte)0) < 0)
+            return; // none, and none before: nothing to hold
+        (key ??= new SymmetricKey()).Set(bytes);
+    }
+
     public void Clear() => _secret.Clear();
 
     public void Dispose() => _secret.Dispose();

@@ -297,12 +297,22 @@ public sealed class CookieGenerator : IDisposable
     internal void WriteState(BinaryWriter writer)
     {
         lock (_lock)
-        {
-            writer.Write(_hasLastMac1);
-            writer.Write(_lastMac1);
-            writer.Write(_cookieSet?.Ticks ?? -1);
-            writer.Write(System.Security.Cryptography.SHA256.HashData(_cookie.Span));
-        }
+            WriteState(writer, _hasLastMac1, _lastMac1, _cookieSet, _cookie.Span);
+    }
+
+    /// <summary>The state of a generator not made yet (a peer we never sent a handshake message
+    /// to), written as a new one's would be.</summary>
+    internal static void WriteInitialState(BinaryWriter writer) =>
+        WriteState(writer, false, stackalloc byte[CookieConstants.MacSize], null,
+            stackalloc byte[CookieConstants.CookieSize]);
+
+    private static void WriteState(BinaryWriter writer, bool hasLastMac1, ReadOnlySpan<byte> lastMac1,
+        TimeSpan? cookieSet, ReadOnlySpan<byte> cookie)
+    {
+        writer.Write(hasLastMac1);
+        writer.Write(lastMac1);
+        writer.Write(cookieSet?.Ticks ?? -1);
+        writer.Write(System.Security.Cryptography.SHA256.HashData(cookie));
     }
 
     private bool IsCookieFresh(TimeSpan now) =>

@@ -28,12 +28,20 @@ public interface IHandshakeLookup
 /// </summary>
 public sealed class Handshake : IDisposable
 {
+    // The zeros a peer without a handshake in progress (or without a preshared key) reads.
+    private static readonly byte[] s_zeroNoiseState = new byte[HandshakeState.Size];
+    private static readonly byte[] s_noPresharedKey = new byte[SymmetricKey.Size];
+
     private readonly Lock _lock = new();
-    private readonly SecretBuffer _noiseState = new(HandshakeState.Size);
-    private readonly SecretBuffer _staticStatic = new(32);
-    private readonly SymmetricKey _presharedKey = new();
+    // The three buffers below are made when first needed, not with the peer: a hub's idle peers
+    // (most of 100,000) never handshake, and these are 424 bytes of each one's heap.
+    // ck, h and the ephemeral keys: made by the first message created or consumed.
+    private SecretBuffer? _noiseState;
     // ss = DH(s, rs): computed on first use, not when the peer is added (see StaticStaticValidUnlocked).
+    private SecretBuffer? _staticStatic;
     private StaticStaticState _staticStaticState;
+    // Null while the preshared key is all zeros (none, as for most peers).
+    private SymmetricKey? _presharedKey;
 
     public Handshake(StaticIdentity local, PublicKey remoteStatic)
     {
@@ -61,7 +69,7 @@ public sealed class Handshake : IDisposable
     /// <summary>Sets the preshared key (32 bytes; all zeros means none, as in WireGuard).</summary>
     public void SetPresharedKey(ReadOnlySpan<byte> presharedKey)
     {
-        lock (_lock) _presharedKey.Set(presharedKey);
+        lock (_lock) SymmetricKey.SetOrNone(ref _presharedKey, presharedKey);
     }
 
     /// <summary>The device's private key changed: recompute ss and drop any handshake in progress.</summary>
@@ -71,7 +79,7 @@ public sealed class Handshake : IDisposable
         {
             Local = local;
             ClearUnlocked();
-            _staticStatic.Clear();
+            _staticStatic?.Clear();
             _staticStaticState = StaticStaticState.NotComputed;
         }
     }
@@ -88,8 +96,8 @@ public sealed class Handshake : IDisposable
         lock (_lock)
         {
             ClearUnlocked();
-            _staticStatic.Dispose();
-            _presharedKey.Dispose();
+            _staticStatic?.Dispose();
+            _presharedKey?.Dispose();
             _staticStaticState = StaticStaticState.Invalid;
         }
     }
@@ -116,22 +124,48 @@ public sealed class Handshake : IDisposable
         get
         {
             if (_staticStaticState == StaticStaticState.NotComputed)
-                _staticStaticState = Local.PrivateKey.TryAgree(RemoteStatic, _staticStatic.Span)
+                _staticStaticState = Local.PrivateKey.TryAgree(RemoteStatic, (_staticStatic ??= new SecretBuffer(32)).Span)
                     ? StaticStaticState.Valid
                     : StaticStaticState.Invalid;
             return _staticStaticState == StaticStaticState.Valid;
         }
     }
-    internal Span<byte> NoiseState => _noiseState.Span;
-    internal ReadOnlySpan<byte> StaticStatic => _staticStatic.Span;
-    internal ReadOnlySpan<byte> PresharedKey => _presharedKey.Bytes;
+    /// <summary>The Noise state to write (made on first use).</summary>
+    internal Span<byte> NoiseState => (_noiseState ??= new SecretBuffer(HandshakeState.Size)).Span;
+    /// <summary>The Noise state as it is, zeros if none was made: for readers that must not make one.</summary>
+    internal ReadOnlySpan<byte> NoiseStateOrZeros => _noiseState is { } noise ? noise.Span : s_zeroNoiseState;
+    /// <summary>Valid after <see cref="StaticStaticValidUnlocked"/> returned true.</summary>
+    internal ReadOnlySpan<byte> StaticStatic => _staticStatic!.Span;
+    internal ReadOnlySpan<byte> PresharedKey => _presharedKey is { } psk ? psk.Bytes : s_noPresharedKey;
+
+    /// <summary>True once a handshake message was made or consumed (tests: idle peers hold none).</summary>
+    internal bool HasNoiseState { get { lock (_lock) return _noiseState is not null; } }
+    /// <summary>True once ss was computed (tests).</summary>
+    internal bool HasStaticStatic { get { lock (_lock) return _staticStatic is not null; } }
+    /// <summary>True while a preshared key other than zeros is set (tests).</summary>
+    internal bool HasPresharedKey { get { lock (_lock) return _presharedKey is not null; } }
+
+    /// <summary>
+    /// True if every secret this handshake ever held is zero (tests: after removal). Reads the
+    /// buffers even after <see cref="Dispose"/>, which zeroes but keeps them.
+    /// </summary>
+    internal bool SecretsZeroed
+    {
+        get
+        {
+            lock (_lock)
+                return NoiseStateOrZeros.IndexOfAnyExcept((byte)0) < 0
+                    && (_staticStatic is null || _staticStatic.Span.IndexOfAnyExcept((byte)0) < 0)
+                    && PresharedKey.IndexOfAnyExcept((byte)0) < 0;
+        }
+    }
 
     /// <summary>h of the handshake in progress (after a full handshake: the handshake hash).</summary>
-    internal ReadOnlySpan<byte> HandshakeHash => _noiseState.Span.Slice(SymmetricState.HashLength, SymmetricState.HashLength);
+    internal ReadOnlySpan<byte> HandshakeHash => NoiseStateOrZeros.Slice(SymmetricState.HashLength, SymmetricState.HashLength);
 
     internal void ClearUnlocked()
     {
-        _noiseState.Clear();
+        _noiseState?.Clear();
         StageUnlocked = HandshakeStage.Zeroed;
         LocalIndexUnlocked = 0;
         RemoteIndexUnlocked = 0;

@@ -22,7 +22,9 @@ public sealed partial class Peer
     // Null while the preshared key is all zeros (none): most peers of a big hub have none, and the
     // handshake keeps its own copy anyway. Guarded by _lock.
     private SymmetricKey? _presharedKey;
-    private readonly CookieGenerator _cookieGenerator;
+    // Made with the first handshake message we send (null until then): a hub's idle peers need
+    // none, and it is 336 bytes and two BLAKE2s derivations per peer.
+    private CookieGenerator? _cookieGenerator;
     private readonly StagedPackets _staged = new(Constants.MaxStagedPackets);
 
     // Null while the device has no private key: no handshake is possible.
@@ -64,7 +66,6 @@ public sealed partial class Peer
     {
         _device = device;
         _publicKey = publicKey;
-        _cookieGenerator = new CookieGenerator(publicKey);
         if (identity is not null)
             _handshake = new Handshake(identity, publicKey);
         InitTimers();
@@ -103,14 +104,7 @@ public sealed partial class Peer
         }
     }
 
-    private void SetPresharedKeyLocked(ReadOnlySpan<byte> psk)
-    {
-        if (psk.Length != SymmetricKey.Size)
-            throw new ArgumentException($"A preshared key is {SymmetricKey.Size} bytes, not {psk.Length}.", nameof(psk));
-        if (_presharedKey is null && psk.IndexOfAnyExcept((byte)0) < 0)
-            return; // none, and none before: nothing to hold
-        (_presharedKey ??= new SymmetricKey()).Set(psk);
-    }
+    private void SetPresharedKeyLocked(ReadOnlySpan<byte> psk) => SymmetricKey.SetOrNone(ref _presharedKey, psk);
 
     /// <summary>Where datagrams for this peer go; follows the last authenticated packet (roaming).</summary>
     public Endpoint? Endpoint
@@ -292,7 +286,7 @@ public sealed partial class Peer
             _handshake?.Dispose();
             Volatile.Write(ref _handshake, null);
             _presharedKey?.Dispose();
-            _cookieGenerator.Dispose();
+            Volatile.Read(ref _cookieGenerator)?.Dispose();
         }
         _staged.Clear();
         StopTimers();
@@ -400,6 +394,25 @@ public sealed partial class Peer
                 return;
             WriteEndpointLocked(from, hasEndpoint: true);
         }
+    }
+
+    /// <summary>The cookie generator, or null before the first handshake message we sent (tests:
+    /// idle peers hold none).</summary>
+    internal CookieGenerator? CookieGeneratorIfMade => Volatile.Read(ref _cookieGenerator);
+
+    /// <summary>The cookie generator, made on first use. Made lock-free (one of two racers wins),
+    /// as the snapshot restore makes it outside the peer lock.</summary>
+    private CookieGenerator GetOrMakeCookieGenerator()
+    {
+        if (Volatile.Read(ref _cookieGenerator) is { } generator)
+            return generator;
+        var made = new CookieGenerator(PublicKey);
+        if (Interlocked.CompareExchange(ref _cookieGenerator, made, null) is { } raced)
+        {
+            made.Dispose();
+            return raced;
+        }
+        return made;
     }
 
     private void AddRx(int bytes) => Interlocked.Add(ref _rxBytes, bytes);

@@ -299,7 +299,8 @@ public sealed partial class Peer
     }
 
     internal void ConsumeCookieReply(ReadOnlySpan<byte> message, long now) =>
-        _cookieGenerator.ConsumeReply(message, TunnelDevice.ToTimeSpan(now));
+        // No generator: we never sent a handshake message, so no reply can be for one of ours.
+        Volatile.Read(ref _cookieGenerator)?.ConsumeReply(message, TunnelDevice.ToTimeSpan(now));
 
     internal void OnTransportAuthenticated(Keypair keypair, ReadOnlySpan<byte> plaintext, int messageLength,
         in Endpoint from, long now)

@@ -319,7 +319,7 @@ public sealed partial class Peer
     /// <summary>Under the peer lock: mac1/mac2 on a made handshake message, and where it goes.</summary>
     private HandshakeTail FinishHandshakeMessageLocked(Span<byte> message, long now, ulong generation)
     {
-        _cookieGenerator.AddMacs(message, TunnelDevice.ToTimeSpan(now));
+        GetOrMakeCookieGenerator().AddMacs(message, TunnelDevice.ToTimeSpan(now));
         return new HandshakeTail(_endpoint, _hasEndpoint, generation);
     }
 

@@ -158,7 +158,7 @@ public sealed partial class Peer
                         RemoteIndex = handshake.RemoteIndexUnlocked,
                         LastTimestamp = handshake.LastTimestampUnlocked,
                         LastInitiationConsumed = handshake.LastInitiationConsumedUnlocked,
-                        NoiseState = state.Secret(handshake.NoiseState),
+                        NoiseState = state.Secret(handshake.NoiseStateOrZeros),
                     };
                 }
             }
@@ -183,7 +183,9 @@ public sealed partial class Peer
 
         c.Cookie = state.NewSecret(CookieConstants.CookieSize);
         c.LastMac1 = new byte[CookieConstants.MacSize];
-        c.CookieSet = _cookieGenerator.Capture(c.Cookie, c.LastMac1, out c.HasLastMac1);
+        c.CookieSet = Volatile.Read(ref _cookieGenerator) is { } generator
+            ? generator.Capture(c.Cookie, c.LastMac1, out c.HasLastMac1)
+            : null; // none made yet: no cookie, no mac1 (the buffers stay zero)
 
         c.RetransmitHandshakeDeadline = Volatile.Read(ref _retransmitHandshakeDeadline);
         c.SendKeepaliveDeadline = Volatile.Read(ref _sendKeepaliveDeadline);
@@ -240,7 +242,8 @@ public sealed partial class Peer
                     handshake.RemoteIndexUnlocked = h.RemoteIndex;
                     handshake.LastTimestampUnlocked = h.LastTimestamp;
                     handshake.LastInitiationConsumedUnlocked = h.LastInitiationConsumed;
-                    h.NoiseState.CopyTo(handshake.NoiseState);
+                    if (h.NoiseState.AsSpan().IndexOfAnyExcept((byte)0) >= 0)
+                        h.NoiseState.CopyTo(handshake.NoiseState); // zeros: this fresh peer's own (none made) are as good
                 }
             }
             _handshakeIndex = c.HandshakeIndex;
@@ -257,7 +260,8 @@ public sealed partial class Peer
         Volatile.Write(ref _txBytes, c.TxBytes);
         Volatile.Write(ref _lastHandshakeUtcTicks, c.LastHandshakeUtcTicks);
         Volatile.Write(ref _persistentKeepaliveInterval, c.PersistentKeepaliveInterval);
-        _cookieGenerator.Restore(c.Cookie, c.LastMac1, c.HasLastMac1, c.CookieSet);
+        if (Volatile.Read(ref _cookieGenerator) is not null || c.HasLastMac1 || c.CookieSet is not null)
+            GetOrMakeCookieGenerator().Restore(c.Cookie, c.LastMac1, c.HasLastMac1, c.CookieSet);
 
         Volatile.Write(ref _retransmitHandshakeDeadline, c.RetransmitHandshakeDeadline);
         Volatile.Write(ref _sendKeepaliveDeadline, c.SendKeepaliveDeadline);

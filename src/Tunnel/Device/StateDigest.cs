@@ -55,14 +55,17 @@ public sealed partial class Peer
                     writer.Write(handshake.LastTimestampUnlocked.Seconds);
                     writer.Write(handshake.LastTimestampUnlocked.Nanoseconds);
                     writer.Write(handshake.LastInitiationConsumedUnlocked?.Ticks ?? -1);
-                    writer.Write(SHA256.HashData(handshake.NoiseState));
+                    writer.Write(SHA256.HashData(handshake.NoiseStateOrZeros));
                 }
             }
             WriteKeypair(writer, Keypairs.Previous);
             WriteKeypair(writer, Keypairs.Current);
             WriteKeypair(writer, Keypairs.Next);
         }
-        _cookieGenerator.WriteState(writer);
+        if (Volatile.Read(ref _cookieGenerator) is { } generator)
+            generator.WriteState(writer);
+        else
+            CookieGenerator.WriteInitialState(writer);
         WriteTimerState(writer);
         writer.Write(RxBytes);
         writer.Write(TxBytes);

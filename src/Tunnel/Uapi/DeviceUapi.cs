@@ -51,12 +51,10 @@ public sealed class DeviceUapi : IUapiDevice
             {
                 var publicKey = new byte[HexKey.KeyLength];
                 peer.CopyPublicKey(publicKey);
-                var presharedKey = new byte[HexKey.KeyLength];
-                peer.CopyPresharedKey(presharedKey);
                 var entry = new UapiPeerState
                 {
                     PublicKey = publicKey,
-                    PresharedKey = presharedKey,
+                    PresharedKey = CopyPresharedKey(peer),
                     Endpoint = peer.Endpoint?.ToIPEndPoint(),
                     LastHandshakeUnixNanos = peer.LastHandshakeTime is { } when
                         ? (when - DateTimeOffset.UnixEpoch).Ticks * 100
@@ -69,6 +67,22 @@ public sealed class DeviceUapi : IUapiDevice
                 state.Peers.Add(entry);
             }
             return state;
+        }
+    }
+
+    /// <summary>A copy of the peer's preshared key, or null (written as zeros) when it has none:
+    /// most of a big hub's peers, which need no 56-byte array each in the snapshot.</summary>
+    private static byte[]? CopyPresharedKey(Peer peer)
+    {
+        Span<byte> psk = stackalloc byte[HexKey.KeyLength];
+        try
+        {
+            peer.CopyPresharedKey(psk);
+            return psk.ContainsAnyExcept((byte)0) ? psk.ToArray() : null;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(psk);
         }
     }
 

@@ -35,18 +35,15 @@ public static class UapiGetWriter
         return !value.Contains('\n') && !value.Contains('\0');
     }
 
-    /// <summary>About how many bytes <see cref="Write"/> makes of <paramref name="state"/> (a little
-    /// more, so that the reply buffer need not grow): a peer takes some 330 bytes plus one line per
-    /// allowed IP.</summary>
-    public static int EstimateLength(UapiDeviceState state)
+    public static void Write(UapiDeviceState state, UapiReplyBuffer output)
     {
-        long bytes = 1024;
+        WriteDevice(state, output);
         foreach (var peer in state.Peers)
-            bytes += 400 + 56 * peer.AllowedIps.Count;
-        return (int)Math.Min(bytes, Array.MaxLength);
+            WritePeer(peer, output);
     }
 
-    public static void Write(UapiDeviceState state, UapiReplyBuffer output)
+    /// <summary>The device's lines (everything before the first peer).</summary>
+    public static void WriteDevice(UapiDeviceState state, UapiReplyBuffer output)
     {
         if (state.PrivateKey is { } privateKey && privateKey.AsSpan().ContainsAnyExcept((byte)0))
             Key(output, "private_key", privateKey);
@@ -60,25 +57,33 @@ public static class UapiGetWriter
                 throw new ArgumentException($"extra UAPI key '{key}' is reserved or malformed");
             Line(output, key, value);
         }
-        foreach (var peer in state.Peers)
-        {
-            Key(output, "public_key", peer.PublicKey);
-            Key(output, "preshared_key", peer.PresharedKey ?? new byte[HexKey.KeyLength]);
-            Line(output, "protocol_version", "1");
-            if (peer.Endpoint is { } endpoint)
-                Line(output, "endpoint", FormatEndpoint(endpoint));
-            var seconds = peer.LastHandshakeUnixNanos / 1_000_000_000;
-            var nanos = peer.LastHandshakeUnixNanos % 1_000_000_000;
-            Line(output, "last_handshake_time_sec", seconds.ToString(CultureInfo.InvariantCulture));
-            Line(output, "last_handshake_time_nsec", nanos.ToString(CultureInfo.InvariantCulture));
-            Line(output, "tx_bytes", peer.TxBytes.ToString(CultureInfo.InvariantCulture));
-            Line(output, "rx_bytes", peer.RxBytes.ToString(CultureInfo.InvariantCulture));
-            Line(output, "persistent_keepalive_interval",
-                peer.PersistentKeepaliveInterval.ToString(CultureInfo.InvariantCulture));
-            foreach (var prefix in peer.AllowedIps)
-                Line(output, "allowed_ip", prefix.ToString());
-        }
     }
+
+    /// <summary>One peer's lines.</summary>
+    public static void WritePeer(UapiPeerState peer, UapiReplyBuffer output)
+    {
+        Key(output, "public_key", peer.PublicKey);
+        if (peer.PresharedKey is { } presharedKey)
+            Key(output, "preshared_key", presharedKey);
+        else
+            output.Append("preshared_key=").Append(NoPresharedKeyHex).Append('\n');
+        Line(output, "protocol_version", "1");
+        if (peer.Endpoint is { } endpoint)
+            Line(output, "endpoint", FormatEndpoint(endpoint));
+        var seconds = peer.LastHandshakeUnixNanos / 1_000_000_000;
+        var nanos = peer.LastHandshakeUnixNanos % 1_000_000_000;
+        Line(output, "last_handshake_time_sec", seconds.ToString(CultureInfo.InvariantCulture));
+        Line(output, "last_handshake_time_nsec", nanos.ToString(CultureInfo.InvariantCulture));
+        Line(output, "tx_bytes", peer.TxBytes.ToString(CultureInfo.InvariantCulture));
+        Line(output, "rx_bytes", peer.RxBytes.ToString(CultureInfo.InvariantCulture));
+        Line(output, "persistent_keepalive_interval",
+            peer.PersistentKeepaliveInterval.ToString(CultureInfo.InvariantCulture));
+        foreach (var prefix in peer.AllowedIps)
+            Line(output, "allowed_ip", prefix.ToString());
+    }
+
+    // "No preshared key" as wireguard-go writes it: 64 zeros.
+    private static readonly string NoPresharedKeyHex = new('0', HexKey.KeyLength * 2);
 
     /// <summary>Go's netip.AddrPort form: <c>1.2.3.4:5</c>, <c>[::1]:5</c>; an IPv4-mapped IPv6
     /// address (what a dual-stack socket reports) is shown as plain IPv4.</summary>

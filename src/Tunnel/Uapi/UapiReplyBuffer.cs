@@ -17,6 +17,16 @@ public sealed class UapiReplyBuffer : IDisposable
 
     public ReadOnlyMemory<byte> Written => _bytes.AsMemory(0, _length);
 
+    public int Length => _length;
+
+    /// <summary>Zeroes what was written and starts again at the front (a get reply is sent in
+    /// pieces of one buffer).</summary>
+    public void Clear()
+    {
+        CryptographicOperations.ZeroMemory(_bytes.AsSpan(0, _length));
+        _length = 0;
+    }
+
     /// <summary>Appends ASCII text (UAPI replies are ASCII; anything else becomes '?').</summary>
     public UapiReplyBuffer Append(ReadOnlySpan<char> text)
     {

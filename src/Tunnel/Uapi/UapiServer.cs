@@ -278,11 +278,21 @@ public sealed class UapiServer : IAsyncDisposable
         {
             _operation.Release();
         }
-        // Sized up front: doubling towards 30 MB for 100,000 peers would leave as much again behind.
-        using var reply = new UapiReplyBuffer(UapiGetWriter.EstimateLength(state));
+        // Sent in pieces of one buffer, peer by peer: formatting 100,000 peers whole took a 30 MB
+        // buffer besides the snapshot. The client reads one stream either way.
+        using var reply = new UapiReplyBuffer(GetReplyPieceBytes + 4096);
         try
         {
-            UapiGetWriter.Write(state, reply);
+            UapiGetWriter.WriteDevice(state, reply);
+            foreach (var peer in state.Peers)
+            {
+                UapiGetWriter.WritePeer(peer, reply);
+                if (reply.Length >= GetReplyPieceBytes)
+                {
+                    await SendAsync(client, reply.Written, cancel);
+                    reply.Clear();
+                }
+            }
         }
         finally
         {
@@ -292,6 +302,9 @@ public sealed class UapiServer : IAsyncDisposable
         await SendAsync(client, reply.Written, cancel);
         return true;
     }
+
+    /// <summary>A get reply goes out whenever this much of it is formatted.</summary>
+    private const int GetReplyPieceBytes = 64 * 1024;
 
     private async Task<bool> SetAsync(UapiConnection connection)
     {

@@ -47,9 +47,51 @@ public sealed class UapiScaleTests : IAsyncLifetime
         AssertPeers(0);
 
         // The server still serves the connection's next client, and a get lists every peer.
+        byte[] psk = Enumerable.Range(1, 32).Select(b => (byte)b).ToArray();
+        _device.FindPeer(Convert.FromHexString(Key(Count / 2)))!.SetPresharedKey(psk);
         string get = await SendAsync("get=1\n\n");
         Assert.EndsWith("errno=0\n\n", get);
         Assert.Equal(Count, get.Split('\n').Count(line => line.StartsWith("public_key=", StringComparison.Ordinal)));
+        Assert.Contains($"public_key={Key(Count / 2)}\npreshared_key={Convert.ToHexStringLower(psk)}\n", get);
+        Assert.Equal(Count - 1, get.Split('\n').Count(line => line == "preshared_key=" + new string('0', 64)));
+
+        // Sent in pieces as it is formatted (some 15 MB here), the reply is byte for byte the
+        // device's state formatted whole.
+        using UapiDeviceState state = new DeviceUapi(_device).GetState();
+        using var whole = new UapiReplyBuffer();
+        UapiGetWriter.Write(state, whole);
+        Assert.True(whole.Length > 1 << 20);
+        Assert.Equal(whole + "errno=0\n\n", get);
+    }
+
+    [Fact]
+    public async Task A_get_its_client_never_reads_is_cut_off_and_sets_go_on()
+    {
+        // A get's reply (some 6 MB here) is sent piece by piece after the snapshot, with no lock
+        // held: a client that asks and never reads holds back no set, even one whose own deadline
+        // (1 s) is shorter than the stalled get's. (Writing the pieces from the live device under
+        // the UAPI lock, with blocking sends, failed this: the set timed out behind the get.)
+        for (int i = 0; i < 20_000; i++)
+            _device.AddPeer(Convert.FromHexString(Key(i)));
+        await using var server = new UapiServer("uscale1", new DeviceUapi(_device), new UapiServerOptions
+        {
+            SocketDirectory = Path.Combine(_dir, "wireguard"),
+            RequestTimeout = TimeSpan.FromSeconds(1),
+        });
+        server.Start();
+        using var stalled = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await stalled.ConnectAsync(new UnixDomainSocketEndPoint(server.SocketPath));
+        stalled.ReceiveBufferSize = 4096;
+        await stalled.SendAsync(Encoding.ASCII.GetBytes("get=1\n\n"), SocketFlags.None);
+        await Task.Delay(200); // the get has started and filled the socket
+
+        using var other = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await other.ConnectAsync(new UnixDomainSocketEndPoint(server.SocketPath));
+        using var guard = new CancellationTokenSource(TimeSpan.FromSeconds(60)); // liveness, not a timing
+        Task<string> reply = ReadReplyAsync(other, guard.Token);
+        await other.SendAsync(Encoding.ASCII.GetBytes("set=1\nfwmark=7\n\n"), SocketFlags.None, guard.Token);
+        Assert.Equal("errno=0\n\n", await reply);
+        Assert.Equal(7u, _device.Fwmark);
     }
 
     private void AssertPeers(int firstPeer)

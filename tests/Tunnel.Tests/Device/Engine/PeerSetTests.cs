@@ -122,15 +122,31 @@ public sealed class PeerSetTests : IDisposable
     {
         Peer peer = _device.FindPeer(_keys[9])!;
         Assert.False(peer.HasStagedRing);
-        peer.Endpoint = Endpoint.FromIPEndPoint(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 51820));
-        byte[] packet = new byte[40];
-        packet[0] = 0x45;
-        Address(9).CopyTo(packet.AsSpan(16));
-        _device.SendPacket(packet); // no session: staged, and an initiation goes out
+        SendFirstPacket(peer, 9); // no session: staged, and an initiation goes out
         Assert.True(peer.HasStagedRing);
         Assert.Equal(1, peer.StagedCount);
         _device.RemovePeer(_keys[9]);
         Assert.False(peer.HasStagedRing);
+    }
+
+    [Fact]
+    public void An_idle_peer_makes_no_cookie_generator_until_it_sends_a_handshake_message()
+    {
+        Peer peer = _device.FindPeer(_keys[8])!;
+        Assert.Null(peer.CookieGeneratorIfMade);
+        SendFirstPacket(peer, 8); // no session: an initiation goes out, with mac1
+        Assert.NotNull(peer.CookieGeneratorIfMade);
+        Assert.Null(_device.FindPeer(_keys[7])!.CookieGeneratorIfMade);
+    }
+
+    /// <summary>Gives peer <paramref name="i"/> an endpoint and sends it a packet.</summary>
+    private void SendFirstPacket(Peer peer, int i)
+    {
+        peer.Endpoint = Endpoint.FromIPEndPoint(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 51820));
+        byte[] packet = new byte[40];
+        packet[0] = 0x45;
+        Address(i).CopyTo(packet.AsSpan(16));
+        _device.SendPacket(packet);
     }
 
     private static byte[][] Keys(int n)
