@@ -47,7 +47,113 @@ internal static class PipelineScaling
                 }
             }
         }
+        Console.WriteLine();
+        Console.WriteLine("One thread, the steps timed apart (ns per packet; the copy into place counted in prepare): the reader's serial share");
+        Console.WriteLine("| direction | inner size | prepare | seal/open | commit | serial share | 2-core bound |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+        foreach (string direction in new[] { "seal", "open" })
+        {
+            foreach (int size in new[] { 64, 1420 })
+            {
+                (double prepare, double crypto, double commit) = direction == "seal" ? SealSteps(size, seconds) : OpenSteps(size, seconds);
+                double total = prepare + crypto + commit, serial = prepare + commit;
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {direction} | {size} | {prepare:F0} | {crypto:F0} | {commit:F0} | {serial / total:P0} | {total / Math.Max(serial, total / 2):F2}x |"));
+            }
+        }
         return 0;
+    }
+
+    private const int Room = 2048; // a message's place in the step timings' buffer
+
+    /// <summary>The send side's three steps one after the other on this thread, timed apart.</summary>
+    private static (double, double, double) SealSteps(int size, double seconds)
+    {
+        using var pair = new Pair();
+        byte[] packet = GuardedDevice.Packet(size);
+        byte[] arena = new byte[Batch * Room];
+        var jobs = new OutboundTransport[Batch];
+        return TimeSteps(seconds, () =>
+        {
+            for (int i = 0; i < Batch; i++)
+            {
+                Span<byte> message = arena.AsSpan(i * Room, pair.A.MaxMessageSize(size));
+                packet.CopyTo(message[MessageTransport.ContentOffset..]);
+                pair.A.PrepareTransport(message, size, out jobs[i]);
+            }
+        }, () =>
+        {
+            for (int i = 0; i < Batch; i++)
+                pair.A.SealTransport(ref jobs[i], arena.AsSpan(i * Room, jobs[i].MessageLength));
+        }, () =>
+        {
+            for (int i = 0; i < Batch; i++)
+                pair.A.CommitTransport(jobs[i], arena.AsSpan(i * Room, jobs[i].MessageLength));
+        });
+    }
+
+    /// <summary>The receive side's three steps one after the other on this thread, timed apart.</summary>
+    private static (double, double, double) OpenSteps(int size, double seconds)
+    {
+        using var pair = new Pair();
+        var reads = new SealedReads(pair, size);
+        byte[] arena = new byte[Batch * Room];
+        var jobs = new InboundTransport[Batch];
+        Keypair keypair = pair.PeerB.Keypairs.Current!;
+        int next = 0;
+        return TimeSteps(seconds, () =>
+        {
+            if (next == reads.Count)
+            {
+                keypair.ReplayFilter.Reset();
+                next = 0;
+            }
+            for (int i = 0; i < Batch; i++)
+            {
+                byte[] sealedMessage = reads.Message(next++);
+                sealedMessage.CopyTo(arena.AsSpan(i * Room));
+                pair.A.PrepareReceive(arena.AsSpan(i * Room, sealedMessage.Length), out jobs[i]);
+            }
+        }, () =>
+        {
+            for (int i = 0; i < Batch; i++)
+                pair.A.OpenTransport(ref jobs[i], arena.AsSpan(i * Room, jobs[i].MessageLength));
+        }, () =>
+        {
+            for (int i = 0; i < Batch; i++)
+            {
+                Span<byte> message = arena.AsSpan(i * Room, jobs[i].MessageLength);
+                pair.A.CommitReceive(jobs[i], message, GuardedDevice.EndpointB);
+                message[MessageTransport.ContentOffset..^MessageTransport.TagSize].Clear(); // as OpenStage does
+            }
+        });
+    }
+
+    /// <summary>Nanoseconds per packet of each of three steps run batch after batch for <paramref name="seconds"/>.</summary>
+    private static (double, double, double) TimeSteps(double seconds, Action prepare, Action crypto, Action commit)
+    {
+        long[] ticks = new long[3];
+        long batches = 0;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed.TotalSeconds < seconds + 0.5)
+        {
+            bool counted = clock.Elapsed.TotalSeconds >= 0.5; // the first half second warms up
+            long t0 = Stopwatch.GetTimestamp();
+            prepare();
+            long t1 = Stopwatch.GetTimestamp();
+            crypto();
+            long t2 = Stopwatch.GetTimestamp();
+            commit();
+            long t3 = Stopwatch.GetTimestamp();
+            if (!counted)
+                continue;
+            ticks[0] += t1 - t0;
+            ticks[1] += t2 - t1;
+            ticks[2] += t3 - t2;
+            batches++;
+        }
+        double perPacket = 1e9 / Stopwatch.Frequency / (batches * Batch);
+        return (ticks[0] * perPacket, ticks[1] * perPacket, ticks[2] * perPacket);
     }
 
     private static double Seal(int size, int workerCount, double seconds)
@@ -112,6 +218,10 @@ internal static class PipelineScaling
         private readonly byte[][] _sealed = new byte[Rounds * Batch][];
         private readonly Keypair _keypair;
         private int _next;
+
+        public int Count => _sealed.Length;
+
+        public byte[] Message(int index) => _sealed[index];
 
         public SealedReads(Pair pair, int size)
         {

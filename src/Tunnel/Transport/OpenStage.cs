@@ -90,12 +90,12 @@ internal sealed class OpenStage : IPipelineStage, IDisposable
     /// </summary>
     public bool TryAdd(UdpReceiveBatch batch, int message, int offset, int length, in Endpoint from)
     {
+        if (_overflow)
+            return false;
         if (_slot < 0 || !ReferenceEquals(batch, _buffers[_slot]))
             throw new ArgumentException("not the buffer NextBuffer gave", nameof(batch));
         ReadOnlySpan<byte> datagram = batch.Data(message).Slice(offset, length);
         if (!MessageTransport.IsWellFormed(datagram))
-            return false;
-        if (_overflow)
             return false;
         if (_count == MaxJobs)
         {
