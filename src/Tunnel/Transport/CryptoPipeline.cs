@@ -48,6 +48,9 @@ internal sealed class CryptoPipeline
     /// <summary>Jobs and commits that threw (their message, or what was left of the batch, is dropped).</summary>
     public long Failures => Interlocked.Read(ref _failures);
 
+    /// <summary>The jobs of the batch in <paramref name="slot"/> (for its commit).</summary>
+    public int JobCount(int slot) => _batches[slot].Count;
+
     /// <summary>Batches published and not committed yet.</summary>
     public int InFlight => (int)(Volatile.Read(ref _published.Value) - Volatile.Read(ref _committed.Value));
 
@@ -79,15 +82,21 @@ internal sealed class CryptoPipeline
         return (int)(Volatile.Read(ref _published.Value) % Slots);
     }
 
-    /// <summary>Publishes the slot <see cref="NextSlot"/> named with its <paramref name="count"/>
-    /// jobs (at least one), waking the workers when <paramref name="wake"/>.</summary>
-    public void Publish(int count, bool wake)
+    /// <summary>
+    /// Publishes the slot <see cref="NextSlot"/> named, with its <paramref name="count"/> jobs (at
+    /// least one), then does the reader's share (<see cref="Help"/>): a batch worth a wake-up is
+    /// left to the workers once the older ones are done; a small one, or any without workers, the
+    /// reader runs itself (without workers, everything is committed when this returns).
+    /// </summary>
+    public void Submit(int count)
     {
+        bool parallel = _workers is not null && count >= CryptoWorkers.MinParallelJobs;
         long published = _published.Value;
         _batches[published % Slots].Start(count);
         Volatile.Write(ref _published.Value, published + 1);
-        if (wake)
-            _workers?.Wake();
+        if (parallel)
+            _workers!.Wake();
+        Help(leave: parallel ? 1 : 0);
     }
 
     /// <summary>
@@ -95,7 +104,7 @@ internal sealed class CryptoPipeline
     /// more than <paramref name="leave"/> batches are in flight (1: the newest is left to the
     /// workers while the reader reads the next; 0: until every job is claimed).
     /// </summary>
-    public void Help(int leave)
+    private void Help(int leave)
     {
         while (InFlight > leave && RunOne())
         {
@@ -108,6 +117,13 @@ internal sealed class CryptoPipeline
         var spin = new SpinWait();
         while (InFlight > 0)
             RunOneOrWait(ref spin);
+    }
+
+    /// <summary>Drains, and the workers stop looking at this pipeline.</summary>
+    public void Close()
+    {
+        Drain();
+        _workers?.Unregister(this);
     }
 
     private void RunOneOrWait(ref SpinWait spin)
@@ -212,6 +228,8 @@ internal sealed class CryptoBatch
             return (int)state < (int)(state >> 32);
         }
     }
+
+    public int Count => (int)(Volatile.Read(ref _state) >> 32);
 
     /// <summary>Every job of the batch has completed.</summary>
     public bool IsDone => Volatile.Read(ref _done) == (int)(Volatile.Read(ref _state) >> 32);

@@ -8,7 +8,7 @@ namespace Tunnel.Transport;
 /// shared by both directions): each takes jobs from the <see cref="CryptoPipeline"/> of every
 /// stage, oldest batch first, and commits a batch when it finishes its last job. A reading thread
 /// publishes a batch and goes on reading; it helps with older batches when it is ahead (see
-/// <see cref="CryptoPipeline.Help"/>). <c>workers</c> counts the reading thread, so 1 means no
+/// <see cref="CryptoPipeline.Submit"/>). <c>workers</c> counts the reading thread, so 1 means no
 /// extra thread (every job inline, the batch committed before the read returns to the TUN or
 /// socket), and the default is one per processor. A worker with nothing to do spins a little
 /// before it sleeps: batches come back to back under load, and a futex wake-up per batch costs

@@ -24,11 +24,9 @@ internal sealed class OpenStage : IPipelineStage, IDisposable
     private readonly int[][] _messages = new int[CryptoPipeline.Slots][];
     private readonly int[][] _offsets = new int[CryptoPipeline.Slots][];
     private readonly Endpoint[][] _sources = new Endpoint[CryptoPipeline.Slots][];
-    private readonly int[] _counts = new int[CryptoPipeline.Slots];
     private readonly TunnelDevice _device;
     private readonly InterfaceIo? _io;
     private readonly TcpCoalescer? _coalescer;
-    private readonly CryptoWorkers? _workers;
     private readonly CryptoPipeline _pipeline;
     private int _slot = -1; // the slot whose buffer is being read into and taken apart
     private int _count;
@@ -51,15 +49,7 @@ internal sealed class OpenStage : IPipelineStage, IDisposable
             _offsets[i] = new int[MaxJobs];
             _sources[i] = new Endpoint[MaxJobs];
         }
-        if (workers is { Workers: > 1 })
-        {
-            _workers = workers;
-            _pipeline = workers.Register(this);
-        }
-        else
-        {
-            _pipeline = new CryptoPipeline(this, workers: null);
-        }
+        _pipeline = workers is { Workers: > 1 } ? workers.Register(this) : new CryptoPipeline(this, workers: null);
     }
 
     /// <summary>Batches handed on and not yet delivered.</summary>
@@ -123,12 +113,10 @@ internal sealed class OpenStage : IPipelineStage, IDisposable
     {
         if (_slot < 0 || _count == 0)
             return;
-        bool parallel = _workers is not null && _count >= CryptoWorkers.MinParallelJobs;
-        _counts[_slot] = _count;
-        _pipeline.Publish(_count, wake: parallel);
+        int count = _count;
         _slot = -1;
         _count = 0;
-        _pipeline.Help(leave: parallel ? 1 : 0);
+        _pipeline.Submit(count);
     }
 
     /// <summary>Hands on what is held and waits until every batch is delivered.</summary>
@@ -141,8 +129,8 @@ internal sealed class OpenStage : IPipelineStage, IDisposable
     /// <summary>Drains, the workers stop looking at this stage, and the buffers are freed.</summary>
     public void Dispose()
     {
-        Drain();
-        _workers?.Unregister(_pipeline);
+        Run();
+        _pipeline.Close();
         foreach (UdpReceiveBatch buffer in _buffers)
             buffer.Dispose();
     }
@@ -154,7 +142,7 @@ internal sealed class OpenStage : IPipelineStage, IDisposable
     void IPipelineStage.CommitBatch(int slot)
     {
         InboundTransport[] jobs = _jobs[slot];
-        int count = _counts[slot];
+        int count = _pipeline.JobCount(slot);
         TcpCoalescer? outer = _io?.BeginCoalescing(_coalescer); // this thread's deliveries go to the stage's coalescer
         try
         {

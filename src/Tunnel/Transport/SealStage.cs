@@ -26,11 +26,9 @@ internal sealed class SealStage : IPipelineStage, IDisposable
     private readonly byte[] _arena = new byte[CryptoPipeline.Slots * SlotSize];
     private readonly OutboundTransport[][] _jobs = new OutboundTransport[CryptoPipeline.Slots][];
     private readonly int[][] _offsets = new int[CryptoPipeline.Slots][];
-    private readonly int[] _counts = new int[CryptoPipeline.Slots];
     private readonly TunnelDevice _device;
     private readonly InterfaceIo? _io;
     private readonly UdpSendBatch? _batch;
-    private readonly CryptoWorkers? _workers;
     private readonly CryptoPipeline _pipeline;
     private int _slot = -1; // the slot being filled, -1 before the next is taken
     private int _count;
@@ -52,15 +50,7 @@ internal sealed class SealStage : IPipelineStage, IDisposable
             _jobs[i] = new OutboundTransport[MaxJobs];
             _offsets[i] = new int[MaxJobs];
         }
-        if (workers is { Workers: > 1 })
-        {
-            _workers = workers;
-            _pipeline = workers.Register(this);
-        }
-        else
-        {
-            _pipeline = new CryptoPipeline(this, workers: null);
-        }
+        _pipeline = workers is { Workers: > 1 } ? workers.Register(this) : new CryptoPipeline(this, workers: null);
     }
 
     /// <summary>Messages prepared and not yet handed on.</summary>
@@ -111,12 +101,10 @@ internal sealed class SealStage : IPipelineStage, IDisposable
     {
         if (_count == 0)
             return;
-        bool parallel = _workers is not null && _count >= CryptoWorkers.MinParallelJobs;
-        _counts[_slot] = _count;
-        _pipeline.Publish(_count, wake: parallel);
+        int count = _count;
         _slot = -1;
         _count = 0;
-        _pipeline.Help(leave: parallel ? 1 : 0);
+        _pipeline.Submit(count);
     }
 
     /// <summary>Hands on what is held and waits until every batch is sent (the reader's end, tests).</summary>
@@ -129,8 +117,8 @@ internal sealed class SealStage : IPipelineStage, IDisposable
     /// <summary>Drains, and the workers stop looking at this stage.</summary>
     public void Dispose()
     {
-        Drain();
-        _workers?.Unregister(_pipeline);
+        Run();
+        _pipeline.Close();
     }
 
     void IPipelineStage.RunJob(int slot, int index) => _device.SealTransport(ref _jobs[slot][index], Message(slot, index));
@@ -140,7 +128,7 @@ internal sealed class SealStage : IPipelineStage, IDisposable
     void IPipelineStage.CommitBatch(int slot)
     {
         OutboundTransport[] jobs = _jobs[slot];
-        int count = _counts[slot];
+        int count = _pipeline.JobCount(slot);
         UdpSendBatch? outer = InterfaceIo.BeginBatch(_batch); // this thread's sends go to the stage's batch
         try
         {
