@@ -15,7 +15,7 @@ internal interface IPipelineStage
 /// <summary>
 /// A stage's batches in flight, as wireguard-go's encryption queue and per-peer sequential queue
 /// are: the reading thread fills slot after slot in order and publishes each
-/// (<see cref="Publish"/>); the <see cref="CryptoWorkers"/> (and the reading thread, when it has
+/// (<see cref="Submit"/>); the <see cref="CryptoWorkers"/> (and the reading thread, when it has
 /// time) claim their jobs one at a time, oldest batch first; the thread that finishes a batch's
 /// last job commits it, and any later batch already finished, strictly in the order they were
 /// published. So the reader goes on with batch N+1 while batch N is sealed, nobody waits for a
