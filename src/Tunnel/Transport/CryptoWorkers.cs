@@ -3,85 +3,35 @@ using Tunnel.Crypto;
 
 namespace Tunnel.Transport;
 
-/// <summary>The per-packet jobs of one <see cref="CryptoRound"/> (seal or open one message each).</summary>
-internal interface ICryptoJobs
-{
-    /// <summary>Runs job <paramref name="index"/>; called once per job, on any thread, in any order.</summary>
-    void RunJob(int index);
-}
-
 /// <summary>
-/// One batch of crypto jobs handed to <see cref="CryptoWorkers"/>: the batch's own thread and the
-/// workers claim jobs one at a time (per-packet jobs, as wireguard-go's encryption and decryption
-/// workers take elements) until none is left. Reused batch after batch, so nothing is allocated.
-/// </summary>
-internal sealed class CryptoRound(ICryptoJobs jobs)
-{
-    // The job count in the high half, the next unclaimed job in the low half, so that a claim reads
-    // both in one atomic step: a worker late from the previous batch can never claim a job twice.
-    private long _state;
-    private int _done;
-
-    public ICryptoJobs Jobs { get; } = jobs;
-
-    public bool HasWork
-    {
-        get
-        {
-            long state = Volatile.Read(ref _state);
-            return (int)state < (int)(state >> 32);
-        }
-    }
-
-    /// <summary>Opens the batch: jobs 0 to <paramref name="count"/> - 1 are ready to claim.</summary>
-    public void Start(int count)
-    {
-        Volatile.Write(ref _done, 0);
-        Interlocked.Exchange(ref _state, (long)count << 32);
-    }
-
-    public bool TryClaim(out int index)
-    {
-        index = 0;
-        if (!HasWork)
-            return false;
-        long state = Interlocked.Increment(ref _state);
-        index = (int)state - 1;
-        return index < (int)(state >> 32);
-    }
-
-    public void Complete() => Interlocked.Increment(ref _done);
-
-    /// <summary>Waits, spinning, for jobs claimed by other threads (each a microsecond or so).</summary>
-    public void WaitDone(int count)
-    {
-        var spin = new SpinWait();
-        while (Volatile.Read(ref _done) < count)
-            spin.SpinOnce(sleep1Threshold: -1);
-    }
-}
-
-/// <summary>
-/// The threads that help seal and open (wireguard-go's RoutineEncryption and RoutineDecryption,
-/// one set shared by both directions): a thread that has a batch (<see cref="Run"/>) works through
-/// it itself and wakes the workers to take jobs from it too, then waits until every job is done.
-/// The caller then writes the results in their order (per-peer order is never changed: it is the
-/// order of the batch). <c>workers</c> counts the calling thread, so 1 means no extra thread (every
-/// job inline, today's path), and the default is one per processor.
+/// The threads that seal and open (wireguard-go's RoutineEncryption and RoutineDecryption, one set
+/// shared by both directions): each takes jobs from the <see cref="CryptoPipeline"/> of every
+/// stage, oldest batch first, and commits a batch when it finishes its last job. A reading thread
+/// publishes a batch and goes on reading; it helps with older batches when it is ahead (see
+/// <see cref="CryptoPipeline.Submit"/>). <c>workers</c> counts the reading thread, so 1 means no
+/// extra thread (every job inline, the batch committed before the read returns to the TUN or
+/// socket), and the default is one per processor. A worker with nothing to do spins a little
+/// before it sleeps: batches come back to back under load, and a futex wake-up per batch costs
+/// as much as sealing a few small packets.
 /// </summary>
 internal sealed class CryptoWorkers : IDisposable
 {
     /// <summary>Fewer jobs than this are not worth a wake-up (a futex round trip costs more than a 64-byte seal).</summary>
-    private const int MinParallelJobs = 4;
+    public const int MinParallelJobs = 4;
+
+    /// <summary>How long an idle worker looks for work before it sleeps: a few batches' worth of
+    /// the reader's serial work (prepare and commit of 64 packets take some 10-20 microseconds).</summary>
+    private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 20_000; // 50 us
 
     private readonly object _gate = new();
     private readonly Thread[] _threads;
-    private readonly List<CryptoRound> _rounds = [];
-    private CryptoRound[] _active = [];
+    private readonly List<CryptoPipeline> _pipelines = [];
+    private CryptoPipeline[] _active = [];
     private readonly ILogger _log;
     private readonly long[] _allocated; // per worker thread, its own bytes allocated so far
     private int _sleepers;
     private long _failures;
+    private long _wakeups;
     private volatile bool _stopping;
 
     public CryptoWorkers(int workers, ILogger log)
@@ -110,16 +60,29 @@ internal sealed class CryptoWorkers : IDisposable
     /// <summary>Jobs that threw (the message is dropped); any thread may read it.</summary>
     public long Failures => Interlocked.Read(ref _failures);
 
-    /// <summary>A batch some thread will <see cref="Run"/>; before <see cref="Start"/>.</summary>
-    public CryptoRound Register(ICryptoJobs jobs)
+    /// <summary>Futex wake-ups of sleeping workers so far (how often a batch found none spinning).</summary>
+    public long Wakeups => Interlocked.Read(ref _wakeups);
+
+    /// <summary>A stage's pipeline, whose jobs the workers take from now on.</summary>
+    public CryptoPipeline Register(IPipelineStage stage)
     {
-        var round = new CryptoRound(jobs);
+        var pipeline = new CryptoPipeline(stage, this);
         lock (_gate)
         {
-            _rounds.Add(round);
-            _active = [.. _rounds];
+            _pipelines.Add(pipeline);
+            _active = [.. _pipelines];
         }
-        return round;
+        return pipeline;
+    }
+
+    /// <summary>Stops taking jobs from <paramref name="pipeline"/> (drained: nothing in flight).</summary>
+    public void Unregister(CryptoPipeline pipeline)
+    {
+        lock (_gate)
+        {
+            _pipelines.Remove(pipeline);
+            _active = [.. _pipelines];
+        }
     }
 
     public void Start()
@@ -132,56 +95,23 @@ internal sealed class CryptoWorkers : IDisposable
         }
     }
 
-    /// <summary>Runs jobs 0 to <paramref name="count"/> - 1 of <paramref name="jobs"/>: on the calling
-    /// thread alone when there is no <paramref name="round"/> (no workers, or one), else with the
-    /// workers; returns when all are done.</summary>
-    public static void Run(CryptoWorkers? workers, CryptoRound? round, ICryptoJobs jobs, int count)
+    /// <summary>A batch was published: wake the sleeping workers, if any (a worker that counted
+    /// itself a sleeper after the publishing store is seen here, or it sees the work before it sleeps).</summary>
+    internal void Wake()
     {
-        if (workers is null || round is null)
-        {
-            for (int i = 0; i < count; i++)
-                jobs.RunJob(i);
-        }
-        else
-        {
-            workers.Run(round, count);
-        }
-    }
-
-    /// <summary>Runs jobs 0 to <paramref name="count"/> - 1 of <paramref name="round"/> and returns when all are done.</summary>
-    public void Run(CryptoRound round, int count)
-    {
-        if (count == 0)
+        Interlocked.MemoryBarrier();
+        if (Volatile.Read(ref _sleepers) == 0)
             return;
-        round.Start(count);
-        // Start's exchange is a full fence: a worker that counted itself a sleeper after it is
-        // seen here, or it sees the work before it sleeps.
-        if (count >= MinParallelJobs && Volatile.Read(ref _sleepers) > 0)
-        {
-            lock (_gate)
-                Monitor.PulseAll(_gate);
-        }
-        while (round.TryClaim(out int index))
-            RunJob(round, index);
-        round.WaitDone(count);
+        Interlocked.Increment(ref _wakeups);
+        lock (_gate)
+            Monitor.PulseAll(_gate);
     }
 
-    private void RunJob(CryptoRound round, int index)
+    /// <summary>A job or commit threw: it loses its message (or batch) alone; said once in a while.</summary>
+    internal void CountFailure(Exception e)
     {
-        try
-        {
-            round.Jobs.RunJob(index);
-        }
-        catch (Exception e)
-        {
-            // A job that throws loses its message alone; the batch must still finish.
-            if (Interlocked.Increment(ref _failures) % 1000 == 1)
-                _log.LogError(e, "a crypto job failed ({Failures} so far)", Failures);
-        }
-        finally
-        {
-            round.Complete();
-        }
+        if (Interlocked.Increment(ref _failures) % 1000 == 1)
+            _log.LogError(e, "a crypto job failed ({Failures} so far)", Failures);
     }
 
     private void Work(int slot)
@@ -197,10 +127,11 @@ internal sealed class CryptoWorkers : IDisposable
                     Volatile.Write(ref _allocated[slot], GC.GetAllocatedBytesForCurrentThread() - start);
                     continue;
                 }
-                // Batches come back to back under load: look again a few times before sleeping.
+                // Batches come back to back under load: look again for a while before sleeping.
+                long until = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
                 var spin = new SpinWait();
-                while (!spin.NextSpinWillYield && !AnyWork())
-                    spin.SpinOnce();
+                while (!AnyWork() && System.Diagnostics.Stopwatch.GetTimestamp() < until)
+                    spin.SpinOnce(sleep1Threshold: -1);
                 if (AnyWork())
                     continue;
                 TransportAead.ScrubThreadKeys();
@@ -222,22 +153,19 @@ internal sealed class CryptoWorkers : IDisposable
     private bool TakeJobs()
     {
         bool took = false;
-        foreach (CryptoRound round in Volatile.Read(ref _active))
+        foreach (CryptoPipeline pipeline in Volatile.Read(ref _active))
         {
-            while (round.TryClaim(out int index))
-            {
-                RunJob(round, index);
+            while (pipeline.RunOne())
                 took = true;
-            }
         }
         return took;
     }
 
     private bool AnyWork()
     {
-        foreach (CryptoRound round in Volatile.Read(ref _active))
+        foreach (CryptoPipeline pipeline in Volatile.Read(ref _active))
         {
-            if (round.HasWork)
+            if (pipeline.HasWork)
                 return true;
         }
         return false;

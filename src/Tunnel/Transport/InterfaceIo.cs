@@ -12,8 +12,9 @@ namespace Tunnel.Transport;
 /// thread writes destinations into its own reused <see cref="SocketAddress"/>, so sending
 /// allocates nothing. The bind can be swapped under it (a UAPI <c>listen_port</c>): a datagram
 /// that races the swap may be lost, which UDP and the protocol's timers already allow for.
-/// A thread that has called <see cref="BeginBatch"/> collects its datagrams into its
-/// <see cref="UdpSendBatch"/> until <see cref="FlushBatch"/> (the TUN reader, one read at a time).
+/// A thread that has called <see cref="BeginBatch"/> collects its datagrams into that
+/// <see cref="UdpSendBatch"/> until <see cref="FlushBatch"/> (whichever thread commits a batch of
+/// the TUN reader's, for the length of that commit).
 /// </summary>
 internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDeviceIo
 {
@@ -55,15 +56,23 @@ internal sealed class InterfaceIo(LinuxTun tun, UdpBind bind, ILogger log) : IDe
 
     internal void CountStaleBatchDrop(int datagrams) => Interlocked.Add(ref _staleBatchDrops, datagrams);
 
-    /// <summary>From now on this thread's datagrams wait in <paramref name="batch"/> for <see cref="FlushBatch"/>.</summary>
-    public static void BeginBatch(UdpSendBatch batch) => t_batch = batch;
+    /// <summary>From now on this thread's datagrams wait in <paramref name="batch"/> (null: none,
+    /// each leaves at once) for <see cref="FlushBatch"/>; returns the one it had, to put back.</summary>
+    public static UdpSendBatch? BeginBatch(UdpSendBatch? batch)
+    {
+        UdpSendBatch? outer = t_batch;
+        t_batch = batch;
+        return outer;
+    }
 
     /// <summary>From now on this thread's delivered packets wait in <paramref name="coalescer"/>
-    /// for <see cref="FlushDelivered"/> (when the TUN device takes virtio-net headers).</summary>
-    public void BeginCoalescing(TcpCoalescer coalescer)
+    /// for <see cref="FlushDelivered"/> (when the TUN device takes virtio-net headers; null:
+    /// each is written at once); returns the one it had, to put back.</summary>
+    public TcpCoalescer? BeginCoalescing(TcpCoalescer? coalescer)
     {
-        if (tun.HasVnetHeader)
-            t_coalescer = coalescer;
+        TcpCoalescer? outer = t_coalescer;
+        t_coalescer = tun.HasVnetHeader ? coalescer : null;
+        return outer;
     }
 
     /// <summary>Writes what this thread's coalescer holds.</summary>

@@ -11,7 +11,8 @@ namespace Tunnel.Transport;
 /// </summary>
 /// <param name="onGone">Called on this thread once the interface is gone (<see cref="LinuxTun.Gone"/>);
 /// it returns only when the threads stop.</param>
-/// <param name="workers">Seal the messages of one read in parallel; null: on this thread.</param>
+/// <param name="workers">Seal the messages of reads in parallel while this thread reads the next;
+/// null: on this thread, each read sent before the next.</param>
 internal sealed class TunReader(LinuxTun tun, InterfaceIo io, TunnelDevice device, DataPathThreads threads,
     Action<string> onGone, CryptoWorkers? workers = null)
 {
@@ -30,8 +31,9 @@ internal sealed class TunReader(LinuxTun tun, InterfaceIo io, TunnelDevice devic
     {
         var read = new byte[MaxTunReadSize];
         var batch = new UdpSendBatch();
+        // This thread's own sends (a handshake initiation a packet starts) leave at once; the
+        // stage's batches go through `batch` on whichever thread commits them.
         var stage = new SealStage(device, io, batch, workers);
-        InterfaceIo.BeginBatch(batch);
         TransportAead.HoldKeysUntilScrub(); // scrubbed after each read, below
         var start = GC.GetAllocatedBytesForCurrentThread();
         try
@@ -79,6 +81,7 @@ internal sealed class TunReader(LinuxTun tun, InterfaceIo io, TunnelDevice devic
         }
         finally
         {
+            stage.Dispose(); // the batches in flight are sent (or dropped) before the loop ends
             TransportAead.ScrubThreadKeys();
             Allocated += GC.GetAllocatedBytesForCurrentThread() - start;
         }

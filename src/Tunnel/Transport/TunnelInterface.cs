@@ -32,6 +32,7 @@ public sealed class TunnelInterface : IAsyncDisposable
     private UdpReceiver? _udpReceiver;
     private HandshakeWorker? _handshakeWorker;
     private CryptoWorkers? _cryptoWorkers;
+    private OpenStage? _openStage;
     private bool _disposed;
 
     /// <summary>Peers in the file from which the start gives the parsed file's memory back at once.</summary>
@@ -125,8 +126,8 @@ public sealed class TunnelInterface : IAsyncDisposable
         _log.LogInformation("{Workers} crypto worker(s)", _cryptoWorkers.Workers);
         _tunReader = new TunReader(_tun, _io, _device, _threads, OnInterfaceGone, _cryptoWorkers);
         _handshakeWorker = new HandshakeWorker(_device, new HandshakeQueue(), _threads, _log);
-        _udpReceiver = new UdpReceiver(_io, _device.ReceiveDatagram, _tun.HasVnetHeader ? new TcpCoalescer() : null,
-            _threads, _log, _handshakeWorker, new OpenStage(_device, _cryptoWorkers));
+        _openStage = new OpenStage(_device, _cryptoWorkers, _io, _tun.HasVnetHeader ? new TcpCoalescer() : null);
+        _udpReceiver = new UdpReceiver(_io, _device.ReceiveDatagram, coalescer: null, _threads, _log, _handshakeWorker, _openStage);
         _threads.Start(_tunReader.Run, "tun-read");
         _threads.Start(_udpReceiver.Run, "udp-receive");
         _threads.Start(_handshakeWorker.Run, "handshake");
@@ -193,6 +194,7 @@ public sealed class TunnelInterface : IAsyncDisposable
         _io?.Bind.Dispose(); // wakes the receiver
         _handshakeWorker?.Queue.Close(); // wakes the handshake worker
         _threads.Join();
+        _openStage?.Dispose(); // drained by its thread already; its buffers are freed
         _cryptoWorkers?.Dispose(); // after the threads that hand them work
         DisposeForkProtection();
         if (_threads.Started)

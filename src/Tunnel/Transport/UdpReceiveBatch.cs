@@ -125,6 +125,17 @@ internal sealed unsafe class UdpReceiveBatch : IDisposable
         return true;
     }
 
+    /// <summary>Writes what recvmmsg with UDP_GRO would for message <paramref name="i"/>: two
+    /// equal-sized datagrams back to back (benchmarks of what follows the read).</summary>
+    internal void Load(int i, ReadOnlySpan<byte> first, ReadOnlySpan<byte> second)
+    {
+        var data = new Span<byte>(_data + (i * BufferSize), BufferSize);
+        first.CopyTo(data);
+        second.CopyTo(data[first.Length..]);
+        _messages[i].Length = (uint)(first.Length + second.Length);
+        _segmentSizes[i] = first.Length;
+    }
+
     public Span<byte> Data(int i) => new(_data + (i * BufferSize), (int)_messages[i].Length);
 
     public int SegmentSize(int i) => _segmentSizes[i];

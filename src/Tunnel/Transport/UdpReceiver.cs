@@ -16,11 +16,13 @@ internal delegate void DatagramHandler(ReadOnlySpan<byte> datagram, in Endpoint 
 /// its batch and the loop go on at once (a peer must not be able to slow the receive path by
 /// sending what trips a bug).</para>
 /// </summary>
-/// <param name="coalescer">For a TUN device with virtio-net headers; null writes packets one by one.</param>
+/// <param name="coalescer">For a TUN device with virtio-net headers, what this thread delivers
+/// itself (without <paramref name="decrypt"/>); null writes packets one by one.</param>
 /// <param name="handshakes">Where handshake messages go (checked, then queued for the worker);
 /// null hands them to <paramref name="receive"/> like the rest.</param>
-/// <param name="decrypt">Takes the transport messages of each batch (opened in place, in parallel,
-/// delivered in order at the end of the batch); null hands every datagram to <paramref name="receive"/>.</param>
+/// <param name="decrypt">Gives the buffer for each read and takes its transport messages (opened in
+/// place, in parallel, delivered in order, with its own coalescer); null hands every datagram to
+/// <paramref name="receive"/>.</param>
 internal sealed class UdpReceiver(InterfaceIo io, DatagramHandler receive, TcpCoalescer? coalescer,
     DataPathThreads threads, ILogger log, HandshakeWorker? handshakes = null, OpenStage? decrypt = null)
 {
@@ -36,7 +38,9 @@ internal sealed class UdpReceiver(InterfaceIo io, DatagramHandler receive, TcpCo
 
     public void Run()
     {
-        using var batch = new UdpReceiveBatch();
+        // With a decrypt stage, each read goes into the buffer of its next free slot, so this
+        // thread reads on while earlier reads are opened and delivered.
+        using var own = decrypt is null ? new UdpReceiveBatch() : null;
         if (coalescer is not null)
             io.BeginCoalescing(coalescer);
         TransportAead.HoldKeysUntilScrub(); // scrubbed after each batch, below
@@ -46,6 +50,7 @@ internal sealed class UdpReceiver(InterfaceIo io, DatagramHandler receive, TcpCo
             while (!threads.Stopping)
             {
                 var bind = io.Bind;
+                var batch = decrypt?.NextBuffer() ?? own!;
                 var count = bind.ReceiveBatch(batch);
                 if (count < 0)
                 {
@@ -70,13 +75,14 @@ internal sealed class UdpReceiver(InterfaceIo io, DatagramHandler receive, TcpCo
                         Datagrams++;
                     }
                 }
-                decrypt?.Run(); // before the next read reuses the buffer it decrypted in
+                decrypt?.Run(); // opened and delivered meanwhile; its buffer is not read into until then
                 io.FlushDelivered();
                 TransportAead.ScrubThreadKeys();
             }
         }
         finally
         {
+            decrypt?.Drain(); // the batches in flight are delivered before the loop ends
             TransportAead.ScrubThreadKeys();
             Allocated += GC.GetAllocatedBytesForCurrentThread() - start;
         }
