@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Security.Cryptography;
 using System.Text;
 using Tunnel.Config;
 using Tunnel.Device;
@@ -27,8 +28,8 @@ internal static class PeerScale
                 sizes = args[i + 1].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
         }
 
-        Console.WriteLine("| peers | AddPeer + /32 (s) | RemovePeer x1000 mid (ms) | Peers x1000 (ms) | parse (s) | heap per idle peer (bytes) |");
-        Console.WriteLine("|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| peers | AddPeer + /32 (s) | RemovePeer x1000 mid (ms) | Peers x1000 (ms) | parse (s) | heap per idle peer (bytes) | heap per peer with a session (bytes) |");
+        Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|");
         foreach (int n in sizes)
             Console.WriteLine(Row(n));
 
@@ -128,8 +129,37 @@ internal static class PeerScale
         }
         parse.Stop();
 
+        long perSession = perPeer + SessionHeap(device);
+
         return string.Create(CultureInfo.InvariantCulture,
-            $"| {n:N0} | {add.Elapsed.TotalSeconds:F3} | {remove.Elapsed.TotalMilliseconds:F1} | {list.Elapsed.TotalMilliseconds:F1} | {parse.Elapsed.TotalSeconds:F3} | {perPeer:N0} |");
+            $"| {n:N0} | {add.Elapsed.TotalSeconds:F3} | {remove.Elapsed.TotalMilliseconds:F1} | {list.Elapsed.TotalMilliseconds:F1} | {parse.Elapsed.TotalSeconds:F3} | {perPeer:N0} | {perSession:N0} |");
+    }
+
+    /// <summary>
+    /// What a live session adds to an idle peer, per peer: every peer sends a real initiation
+    /// (which makes its Noise state, ss and cookie generator) and then holds a current keypair
+    /// (two session keys, the replay window, its index), as after a completed handshake.
+    /// </summary>
+    private static long SessionHeap(TunnelDevice device)
+    {
+        Peer[] peers = [.. device.Peers];
+        long before = Heap();
+        Span<byte> send = stackalloc byte[32];
+        Span<byte> receive = stackalloc byte[32];
+        foreach (Peer peer in peers)
+        {
+            peer.SendHandshakeInitiation(isRetry: false);
+            Random.Shared.NextBytes(send);
+            Random.Shared.NextBytes(receive);
+            uint local = device.Indexes.Insert(peer);
+            var keypair = new Keypair(new SessionKeys(send, receive, isInitiator: true, local, local), peer, 0, 0);
+            if (!device.Indexes.Replace(local, peer, keypair))
+                throw new InvalidOperationException("index table refused the keypair");
+            peer.Keypairs.Add(keypair, out _, out _);
+        }
+        CryptographicOperations.ZeroMemory(send);
+        CryptographicOperations.ZeroMemory(receive);
+        return (Heap() - before) / peers.Length;
     }
 
     private static long Heap()
