@@ -196,10 +196,12 @@ internal static class TimerScale
         InstallKeypairs(a, peers, clock);
         clock.Advance(TimeSpan.FromSeconds(1));
 
+        int gen0 = GC.CollectionCount(0), gen2 = GC.CollectionCount(2);
         long t0 = Stopwatch.GetTimestamp();
         if (!kernel.AddVmForkRandomness(VmId(2)))
             throw new InvalidOperationException("the kernel did not take the new VM ID");
         long t1 = Stopwatch.GetTimestamp();
+        Console.Error.WriteLine($"notification: {GC.CollectionCount(0) - gen0} collections, {GC.CollectionCount(2) - gen2} of them gen2");
         long forkNanos = clock.MonotonicNanos;
         int done = 0;
         long allAt = 0;

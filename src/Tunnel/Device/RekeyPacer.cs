@@ -78,12 +78,22 @@ internal sealed class RekeyPacer(TunnelDevice device)
             int waiting = _count - _next;
             var merged = new Peer[waiting + peers.Count];
             Array.Copy(_queue, _next, merged, 0, waiting);
-            var seen = new HashSet<Peer>(merged.AsSpan(0, waiting).ToArray(), ReferenceEqualityComparer.Instance);
             int count = waiting;
-            foreach (Peer peer in peers)
+            if (waiting == 0)
             {
-                if (seen.Add(peer))
+                // The usual case (a fork's one notification): nothing to merge with. Callers hand
+                // over each peer once (one pass over the device's list), so no set is needed.
+                foreach (Peer peer in peers)
                     merged[count++] = peer;
+            }
+            else
+            {
+                var seen = new HashSet<Peer>(merged.AsSpan(0, waiting).ToArray(), ReferenceEqualityComparer.Instance);
+                foreach (Peer peer in peers)
+                {
+                    if (seen.Add(peer))
+                        merged[count++] = peer;
+                }
             }
             _queue = merged;
             _next = 0;

@@ -217,4 +217,45 @@ public sealed class PacedRekeyTests
         hub.Run(TimeSpan.FromMilliseconds(50), TimeSpan.FromMicroseconds(50));
         Assert.Equal(Enumerable.Range(Responders / 2, Responders / 2), hub.Initiations.Select(x => x.Responder).Order());
     }
+
+    [Fact]
+    public void Every_key_is_zeroed_when_the_notification_returns_or_when_the_last_reader_leaves()
+    {
+        using var hub = new Hub();
+        hub.StartSessions(Responders);
+        Keypair[] before = [.. hub.Peers.Select(p => p.Keypairs.Current!)];
+        Assert.All(before, k => Assert.False(k.KeysZeroed));
+
+        // No data thread inside a section: zeroed before the notification returns (the guard
+        // retires every keypair inside one section and reclaims them all as it leaves).
+        hub.Fork();
+        Assert.All(before, k => Assert.True(k.KeysZeroed));
+        Assert.Equal(0, hub.A.Rcu.Waiting);
+
+        // A data thread inside a section when the fork lands may still hold a keypair: those wait
+        // for it, and its leaving zeroes them.
+        hub.Run(TimeSpan.FromMilliseconds(100), TimeSpan.FromMicroseconds(50));
+        Keypair[] second = [.. hub.Peers.Select(p => p.Keypairs.Current!)];
+        Assert.All(second, k => Assert.False(k.KeysZeroed));
+        using (var entered = new ManualResetEventSlim())
+        using (var leave = new ManualResetEventSlim())
+        {
+            var reader = new Thread(() =>
+            {
+                using (hub.A.Rcu.ReadLock())
+                {
+                    entered.Set();
+                    leave.Wait();
+                }
+            });
+            reader.Start();
+            entered.Wait();
+            hub.Fork();
+            Assert.All(second, k => Assert.True(k.IsZeroed)); // retired: nothing sealed or accepted under them
+            Assert.Contains(second, k => !k.KeysZeroed);
+            leave.Set();
+            reader.Join();
+        }
+        Assert.All(second, k => Assert.True(k.KeysZeroed));
+    }
 }
