@@ -131,7 +131,9 @@ public sealed class UdpBindTests
         }
 
         RoundTrip(200); // warm up: JIT tiers, socket internals
-        var allocated = RoundTrip(1000);
+        // The least of three rounds: a one-time runtime allocation on this thread (tier-up, on-stack
+        // replacement) shows in one round at most, a per-packet allocation in every round.
+        var allocated = Math.Min(RoundTrip(1000), Math.Min(RoundTrip(1000), RoundTrip(1000)));
         Assert.True(allocated == 0, $"{allocated} bytes allocated by the bind over 1000 round trips");
     }
 }
